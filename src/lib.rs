@@ -1,0 +1,13 @@
+//! vel_tutor: a self-hosted AI tutoring and agent backend in one binary with SQLite inside.
+//! `main.rs` only parses the command line; everything testable lives in this library.
+
+// ApiError is large (fields, headers, detail) but only travels on the error path.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod storage;

@@ -566,7 +566,8 @@ pub fn find(key: &str) -> Option<Decl> {
 /// where the profiles differ). Tests parse the committed file against this table.
 pub fn example_toml() -> String {
     let mut out = String::from(
-        "# vel_tutor configuration: every key with its default (dev profile; other profiles noted).\n\
+        "# vel_tutor configuration: every key with its default. Keys whose default differs by\n\
+         # profile are commented out (set them under [profile.<name>] to change one profile).\n\
          # Layers, lowest to highest: profile defaults -> this file -> [profile.<name>] tables\n\
          # -> environment variables -> CLI flags. Generated from src/config/decl.rs.\n",
     );
@@ -592,6 +593,8 @@ pub fn example_toml() -> String {
         out.push_str(&format!("# {}\n", d.doc));
         let [dev, test, prod] = &d.defaults;
         if dev != test || dev != prod {
+            // Setting a per-profile key here would override every profile, so it is shown
+            // commented out with each profile's value.
             let show = |v: &str| {
                 if v.is_empty() {
                     "unset".to_string()
@@ -600,13 +603,13 @@ pub fn example_toml() -> String {
                 }
             };
             out.push_str(&format!(
-                "# profiles: dev = {}, test = {}, prod = {}\n",
+                "# differs by profile: dev = {}, test = {}, prod = {}\n# {leaf} = {}\n",
                 show(dev),
                 show(test),
-                show(prod)
+                show(prod),
+                if dev.is_empty() { prod } else { dev }
             ));
-        }
-        if dev.is_empty() {
+        } else if dev.is_empty() {
             out.push_str(&format!("# {leaf} = \n"));
         } else {
             out.push_str(&format!("{leaf} = {dev}\n"));

@@ -6,7 +6,7 @@ pub mod layers;
 mod secrets;
 
 pub use layers::{Inputs, Layered, Source};
-pub use secrets::{Secret, ensure_dev_secrets, generate_secret, write_private};
+pub use secrets::{Secret, ensure_dev_secrets, generate_secret};
 
 use decl::Kind;
 use ipnet::IpNet;

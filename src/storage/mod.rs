@@ -115,10 +115,9 @@ impl Storage {
         } else {
             (cfg.path.clone(), None)
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::Database(format!("{}: {e}", dir.display())))?;
-        }
+        // SQLite gives the -wal and -shm files the mode of the database file.
+        crate::fsutil::create_private_file(&path)
+            .map_err(|e| StorageError::Database(format!("{}: {e}", path.display())))?;
         let writer = Connection::open(&path)
             .map_err(|e| StorageError::Database(format!("{}: {e}", path.display())))?;
         configure(&writer, cfg)?;

@@ -1,0 +1,229 @@
+//! The real binary: `serve` from an empty directory, `migrate` twice, `config check`,
+//! `secret gen`, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vel_tutor"));
+    // Only what each test sets: no stray VEL_TUTOR_* or provider keys from the machine.
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+#[test]
+fn secret_gen_prints_64_fresh_characters() {
+    let a = bin().args(["secret", "gen"]).output().unwrap();
+    let b = bin().args(["secret", "gen"]).output().unwrap();
+    let (a, b) = (
+        String::from_utf8(a.stdout).unwrap(),
+        String::from_utf8(b.stdout).unwrap(),
+    );
+    assert_eq!(a.trim().len(), 64);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["serve"])
+        .env("PORT", "0")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
+    assert!(line.contains("profile dev"), "{line}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let r = crate::harness::send(
+        &crate::harness::client(),
+        "GET",
+        &format!("{url}/api/health"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200);
+
+    let secrets = dir.path().join("data/dev_secrets.toml");
+    let meta = std::fs::metadata(&secrets).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    assert!(text.contains("secret_key_base") && text.contains("vault_key"));
+    assert!(dir.path().join("data/vel_tutor_dev.sqlite3").exists());
+
+    // SIGTERM: a clean exit with status 0.
+    unsafe_kill(child.id(), 15);
+    let status = wait_timeout(&mut child, Duration::from_secs(10));
+    assert_eq!(status, Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("WARNING: generated dev-only secrets"), "{err}");
+
+    // A second start reuses the same secrets and does not warn again.
+    let mut child = bin()
+        .args(["serve"])
+        .env("PORT", "0")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on"));
+    unsafe_kill(child.id(), 2);
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), text);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("WARNING: generated"), "{err}");
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn migrate_twice_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let o = bin()
+            .args([
+                "migrate",
+                "--profile",
+                "test",
+                "--database-url",
+                "sqlite://m.sqlite3",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("applied [1]"), "{first}");
+    let second = run();
+    assert!(second.contains("up to date at version 1"), "{second}");
+}
+
+#[test]
+fn a_newer_schema_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n.sqlite3");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL);
+         INSERT INTO schema_migrations VALUES (999, 'future', 'x', '2030-01-01T00:00:00Z');",
+    )
+    .unwrap();
+    drop(conn);
+    let o = bin()
+        .args([
+            "serve",
+            "--profile",
+            "test",
+            "--database-url",
+            db.to_str().unwrap(),
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("schema is at version 999 but this binary only knows up to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_in_prod_without_secrets_exits_1_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["config", "check", "--profile", "prod"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("SECRET_KEY_BASE is required in prod"), "{err}");
+    assert!(err.contains("VAULT_KEY is required in prod"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("server.bind = \"[::]:4000\"  # default (prod)"),
+        "{out}"
+    );
+
+    let o = bin()
+        .args(["config", "check", "--profile", "prod"])
+        .env("SECRET_KEY_BASE", "k".repeat(48))
+        .env("VAULT_KEY", "ab".repeat(32))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains(&"k".repeat(48)));
+    assert!(
+        out.contains("auth.secret_key_base = \"[redacted]\"  # env SECRET_KEY_BASE"),
+        "{out}"
+    );
+}
+
+#[test]
+fn prod_serve_refuses_to_start_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["serve", "--profile", "prod"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("SECRET_KEY_BASE") && err.contains("VAULT_KEY"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created when startup is refused"
+    );
+}

@@ -1,0 +1,6 @@
+//! The one integration test crate (one link of the binary, not one per file).
+
+mod cli;
+mod config;
+mod harness;
+mod http;

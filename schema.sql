@@ -121,7 +121,7 @@ CREATE TABLE audit_logs (
     method      TEXT,
     route       TEXT,
     status      INTEGER,
-    duration_ms INTEGER,
+    duration_ms REAL,
     detail      TEXT CHECK (detail IS NULL OR json_valid(detail))
 );
 CREATE INDEX audit_logs_time ON audit_logs (created_at);

@@ -1,23 +1,74 @@
 //! The running application: the shared `App` state and `start`, which wires config, storage
 //! and the HTTP server together. `main.rs` and the integration tests both start here.
 
+use crate::audit::AuditSink;
+use crate::auth::jwt;
 use crate::config::Config;
 use crate::http::{self, ServerHandle, ServerOptions};
+use crate::ratelimit::{Concurrency, SlidingWindow};
 use crate::storage::{Storage, StorageError};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// State shared by every request.
 pub struct App {
     pub config: Config,
-    pub storage: Storage,
+    pub storage: Arc<Storage>,
+    pub keys: jwt::Keys,
+    pub audit: AuditSink,
+    pub limits: Limits,
     pub started: Instant,
+    stop: Arc<AtomicBool>,
+}
+
+/// The rate limiters of SPEC §6 (consulted only when `rate_limit.enabled`).
+pub struct Limits {
+    pub auth_per_ip: SlidingWindow,
+    pub per_user: SlidingWindow,
+    pub concurrent: Concurrency,
+}
+
+/// Most distinct keys each limiter remembers (memory stays bounded under a flood).
+const LIMITER_KEYS: usize = 100_000;
+
+impl App {
+    /// Fails when the signing secret is unusable.
+    pub fn new(config: Config, storage: Storage) -> Result<App, String> {
+        let storage = Arc::new(storage);
+        let rl = &config.rate_limit;
+        let limits = Limits {
+            auth_per_ip: SlidingWindow::new(
+                rl.auth_per_minute,
+                Duration::from_secs(60),
+                LIMITER_KEYS,
+            ),
+            per_user: SlidingWindow::new(rl.user_per_hour, Duration::from_secs(3600), LIMITER_KEYS),
+            concurrent: Concurrency::new(rl.user_concurrent),
+        };
+        let a = &config.auth;
+        Ok(App {
+            keys: jwt::Keys::new(
+                &a.secret_key_base,
+                &a.secret_key_base_previous,
+                &a.issuer,
+                a.ttl_hours,
+            )?,
+            audit: AuditSink::start(storage.clone(), 4096),
+            limits,
+            started: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
+            storage,
+            config,
+        })
+    }
 }
 
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
+    Config(String),
     Storage(StorageError),
     Bind(String, std::io::Error),
 }
@@ -25,6 +76,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StartError::Config(e) => write!(f, "{e}"),
             StartError::Storage(e) => write!(f, "{e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
         }
@@ -63,9 +115,13 @@ impl Running {
         format!("http://{host}:{}", addr.port())
     }
 
-    /// Graceful stop: in-flight requests get `grace` to finish.
+    /// Graceful stop: in-flight requests get `grace` to finish, then the audit queue is
+    /// flushed. Returns the number of requests cut off at the deadline.
     pub fn shutdown(self, grace: Duration) -> usize {
-        self.http.shutdown(grace)
+        let left = self.http.shutdown(grace);
+        self.app.stop.store(true, Ordering::SeqCst);
+        self.app.audit.close();
+        left
     }
 }
 
@@ -93,12 +149,35 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         max_body_bytes: config.server.max_body_bytes,
         show_error_detail: config.errors_detail,
     };
-    let app = Arc::new(App {
-        config,
-        storage,
-        started: Instant::now(),
-    });
+    crate::auth::password::warm_dummy(config.auth.bcrypt_cost);
+    let app = Arc::new(App::new(config, storage).map_err(StartError::Config)?);
+    start_sweeper(&app);
     let dispatch = crate::api::dispatcher(app.clone());
     let http = http::start(opts.clone(), dispatch).map_err(|e| StartError::Bind(opts.bind, e))?;
     Ok(Running { app, http })
+}
+
+/// Purges revoked token ids once their tokens have expired anyway: at start, then every
+/// minute until shutdown.
+fn start_sweeper(app: &Arc<App>) {
+    let (storage, stop) = (app.storage.clone(), app.stop.clone());
+    let spawned = std::thread::Builder::new()
+        .name("sweeper".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                if Instant::now() >= next {
+                    match storage.purge_expired_revocations() {
+                        Ok(0) => {}
+                        Ok(n) => log::debug!("sweeper: purged {n} expired revocations"),
+                        Err(e) => log::warn!("sweeper: {e}"),
+                    }
+                    next = Instant::now() + Duration::from_secs(60);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("could not start the sweeper: {e}");
+    }
 }

@@ -28,6 +28,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// User administration from the machine itself.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Secret tools.
     Secret {
         #[command(subcommand)]
@@ -42,6 +47,20 @@ pub enum ConfigCommand {
     Check(ConfigArgs),
     /// Print a config file documenting every key with its default.
     Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an admin (the first one, typically). The password comes from
+    /// VEL_TUTOR_ADMIN_PASSWORD or the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +130,14 @@ pub fn main() -> i32 {
             print!("{}", config::decl::example_toml());
             0
         }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    name,
+                    config,
+                },
+        } => admin_create(&email, name.as_deref(), &config),
         Command::Secret {
             command: SecretCommand::Gen,
         } => {
@@ -251,5 +278,77 @@ fn config_check(args: &ConfigArgs) -> i32 {
         0
     } else {
         1
+    }
+}
+
+fn admin_create(email: &str, name: Option<&str>, args: &ConfigArgs) -> i32 {
+    use crate::auth::password::{Email, Password};
+    let config = match valid_config(config::load(&args.inputs())) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let email = match Email::parse(email) {
+        Ok(e) => e,
+        Err(m) => {
+            eprintln!("error: email {m}");
+            return 1;
+        }
+    };
+    let raw = match std::env::var("VEL_TUTOR_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password (from VEL_TUTOR_ADMIN_PASSWORD, or one line on stdin):");
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("error: could not read the password from stdin");
+                return 1;
+            }
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    let password = match Password::parse(&raw, email.as_str()) {
+        Ok(p) => p,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return 1;
+        }
+    };
+    let result = crate::app::open_storage(&config).and_then(|storage| {
+        let hash = password
+            .hash(config.auth.bcrypt_cost)
+            .map_err(crate::storage::StorageError::Database)?;
+        let actor = crate::model::Actor {
+            user_agent: Some("vel_tutor admin create".into()),
+            ..Default::default()
+        };
+        let audit = crate::model::AuditEvent::security(
+            "user.admin_created",
+            &actor,
+            Some(serde_json::json!({ "email": email.as_str() })),
+        );
+        storage.create_user(
+            email.as_str(),
+            name,
+            &hash,
+            crate::model::Role::Admin,
+            &audit,
+        )
+    });
+    match result {
+        Ok(u) => {
+            println!("created admin {} ({})", u.email, u.id);
+            0
+        }
+        Err(crate::storage::StorageError::Conflict(_)) => {
+            eprintln!(
+                "error: an account with email {} already exists",
+                email.as_str()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }

@@ -6,9 +6,13 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod http;
 pub mod logging;
+pub mod model;
+pub mod ratelimit;
 pub mod storage;

@@ -1,11 +1,12 @@
 //! GET /api/health: what exists and whether it answers. 503 with `status: "down"` when the
 //! database cannot answer; later parts (providers, workers) add their sections here.
 
+use super::Ctx;
 use crate::app::App;
-use crate::http::{ApiError, Req, Resp};
+use crate::http::{ApiError, Resp};
 use serde_json::json;
 
-pub fn health(app: &App, _req: &Req) -> Result<Resp, ApiError> {
+pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
     let db = app.storage.ping();
     let (ok, latency_ms, error) = match &db {
         Ok(d) => (true, d.as_secs_f64() * 1000.0, None),

@@ -1,16 +1,68 @@
-//! The API: the route table and the dispatcher that runs the perimeter before handlers.
-//! Handlers live one file per resource; none of them writes SQL.
+//! The API: the route table (each route with its access rule) and the dispatcher that runs
+//! the perimeter — CORS, origin check, rate limits, auth — before handlers, and audits after.
 
+mod accounts;
+mod audit;
 mod health;
+mod perimeter;
+mod tokens;
+mod users;
 
 use crate::app::App;
-use crate::http::{ApiError, Dispatch, Found, Req, Resp, Router, router};
+use crate::auth::AuthContext;
+use crate::http::{ApiError, Dispatch, Found, Method, Req, Resp, Router, router};
+use crate::model::{Actor, AuditEvent};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Instant;
 
-/// Every route of the API.
-pub fn routes() -> Router<App> {
-    let mut r = Router::new();
-    r.get("/api/health", health::health);
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; limited per client IP when rate limiting is on (sign-up, login).
+    PublicAuth,
+    /// Anyone, unlimited, not audited per request (health probes).
+    Probe,
+    User,
+    Admin,
+}
+
+/// What a handler gets: the request, the caller (for User/Admin routes), and the actor
+/// facts every audit row needs.
+pub struct Ctx<'a> {
+    pub req: &'a Req,
+    pub auth: Option<AuthContext>,
+    pub actor: Actor,
+}
+
+impl Ctx<'_> {
+    /// The authenticated caller; the dispatcher guarantees one on User/Admin routes.
+    pub fn caller(&self) -> Result<&AuthContext, ApiError> {
+        self.auth
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}
+
+pub type Handler = fn(&App, &Ctx<'_>) -> Result<Resp, ApiError>;
+
+/// Every route of the API with its access rule.
+pub fn routes() -> Router<(Access, Handler)> {
+    use Access::*;
+    let mut r: Router<(Access, Handler)> = Router::new();
+    r.get("/api/health", (Probe, health::health));
+    r.post("/api/auth/register", (PublicAuth, accounts::register));
+    r.post("/api/auth/login", (PublicAuth, accounts::login));
+    r.post("/api/auth/logout", (User, accounts::logout));
+    r.post("/api/auth/refresh", (User, accounts::refresh));
+    r.get("/api/auth/me", (User, accounts::me));
+    r.post("/api/tokens", (User, tokens::create));
+    r.get("/api/tokens", (User, tokens::list));
+    r.delete("/api/tokens/:id", (User, tokens::revoke));
+    r.get("/api/users", (Admin, users::list));
+    r.patch("/api/users/:id", (Admin, users::set_role));
+    r.delete("/api/users/:id", (Admin, users::delete));
+    r.get("/api/audit", (Admin, audit::list));
     r
 }
 
@@ -20,21 +72,116 @@ pub fn dispatcher(app: Arc<App>) -> Dispatch {
     Arc::new(move |req: &Req| dispatch(&app, &router, req))
 }
 
-fn dispatch(app: &App, router: &Router<App>, req: &Req) -> Resp {
+fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
+    let started = Instant::now();
     let show = app.config.errors_detail;
-    let result = match router.find(req.method, &req.path) {
-        Found::Route {
-            handler,
-            pattern,
-            params,
-        } => {
-            let mut req = req.clone();
-            req.params = params;
-            req.route = pattern.to_string();
-            handler(app, &req)
-        }
-        Found::MethodNotAllowed(allowed) => Err(router::method_not_allowed(&allowed)),
-        Found::NotFound => Err(ApiError::not_found(format!("no route for {}", req.path))),
+    let actor = Actor {
+        user_id: None,
+        ip: Some(perimeter::client_ip(&app.config.server, req)),
+        user_agent: req
+            .header("user-agent")
+            .map(|s| s.chars().take(512).collect()),
+        request_id: Some(req.request_id.clone()),
     };
-    result.unwrap_or_else(|e| Resp::error(&e, &req.request_id, show))
+    let cors = perimeter::cors_headers(&app.config.cors, req);
+    if req.method == Method::Options {
+        return perimeter::preflight(app, router, req, cors);
+    }
+    let mut ctx = Ctx {
+        req,
+        auth: None,
+        actor,
+    };
+    let mut extra_headers = Vec::new();
+    let mut route = String::new();
+    let mut audited = true;
+    let result = (|| {
+        perimeter::check_origin(&app.config.cors, req)?;
+        let (access, handler, routed) = match router.find(req.method, &req.path) {
+            Found::Route {
+                handler: (access, handler),
+                pattern,
+                params,
+            } => {
+                let mut r = req.clone();
+                r.params = params;
+                r.route = pattern.to_string();
+                (access, handler, r)
+            }
+            Found::MethodNotAllowed(allowed) => return Err(router::method_not_allowed(&allowed)),
+            Found::NotFound => {
+                return Err(ApiError::not_found(format!("no route for {}", req.path)));
+            }
+        };
+        route = routed.route.clone();
+        audited = access != Access::Probe;
+        let limits_on = app.config.rate_limit.enabled;
+        if access == Access::PublicAuth && limits_on {
+            let ip = ctx.actor.ip.clone().unwrap_or_default();
+            perimeter::limit(
+                &app.limits.auth_per_ip,
+                &format!("ip:{ip}"),
+                &mut extra_headers,
+            )?;
+        }
+        let _in_flight = if matches!(access, Access::User | Access::Admin) {
+            let caller = perimeter::authenticate(app, req)?;
+            ctx.actor.user_id = Some(caller.user.id.clone());
+            if access == Access::Admin && !caller.is_admin() {
+                ctx.auth = Some(caller);
+                return Err(ApiError::forbidden("admins only"));
+            }
+            let guard = if limits_on {
+                perimeter::limit(
+                    &app.limits.per_user,
+                    &format!("user:{}", caller.user.id),
+                    &mut extra_headers,
+                )?;
+                Some(perimeter::enter(&app.limits.concurrent, &caller.user.id)?)
+            } else {
+                None
+            };
+            ctx.auth = Some(caller);
+            guard
+        } else {
+            None
+        };
+        let ctx = Ctx {
+            req: &routed,
+            auth: ctx.auth.clone(),
+            actor: ctx.actor.clone(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| handler(app, &ctx))) {
+            Ok(r) => r,
+            Err(_) => {
+                log::error!(
+                    "api: handler for {} panicked (request_id={})",
+                    routed.route,
+                    req.request_id
+                );
+                Err(ApiError::internal("internal error").with_detail("the handler panicked"))
+            }
+        }
+    })();
+    let mut resp = result.unwrap_or_else(|e| Resp::error(&e, &req.request_id, show));
+    resp.headers.extend(cors);
+    resp.headers.extend(extra_headers);
+    resp.user_id = ctx.actor.user_id.clone();
+    if audited {
+        let event = AuditEvent {
+            action: "request".into(),
+            actor: ctx.actor,
+            method: Some(req.method.as_str().into()),
+            route: Some(if route.is_empty() {
+                crate::logging::redact(&req.path)
+            } else {
+                route
+            }),
+            status: Some(resp.status),
+            duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            detail: None,
+        };
+        app.audit.push(&app.storage, event);
+    }
+    resp
 }

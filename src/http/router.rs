@@ -2,21 +2,20 @@
 //! between 404 (no such path) and 405 (path exists, method does not; with `Allow`).
 
 use super::error::{ApiError, ErrorCode};
-use super::message::{Method, Req, Resp};
+use super::message::Method;
 
-pub type Handler<S> = fn(&S, &Req) -> Result<Resp, ApiError>;
-
-struct Route<S> {
+struct Route<H> {
     method: Method,
     pattern: String,
     segments: Vec<String>,
-    handler: Handler<S>,
+    handler: H,
 }
 
-/// What a lookup found.
-pub enum Found<'a, S> {
+/// What a lookup found. `H` is whatever the app stores per route (a handler and its
+/// access rule, say); the router only copies it out.
+pub enum Found<'a, H> {
     Route {
-        handler: Handler<S>,
+        handler: H,
         pattern: &'a str,
         params: Vec<(String, String)>,
     },
@@ -25,22 +24,22 @@ pub enum Found<'a, S> {
     NotFound,
 }
 
-pub struct Router<S> {
-    routes: Vec<Route<S>>,
+pub struct Router<H> {
+    routes: Vec<Route<H>>,
 }
 
-impl<S> Default for Router<S> {
+impl<H: Copy> Default for Router<H> {
     fn default() -> Self {
         Router { routes: Vec::new() }
     }
 }
 
-impl<S> Router<S> {
+impl<H: Copy> Router<H> {
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn add(&mut self, method: Method, pattern: &str, handler: Handler<S>) -> &mut Self {
+    pub fn add(&mut self, method: Method, pattern: &str, handler: H) -> &mut Self {
         self.routes.push(Route {
             method,
             pattern: pattern.to_string(),
@@ -50,24 +49,24 @@ impl<S> Router<S> {
         self
     }
 
-    pub fn get(&mut self, p: &str, h: Handler<S>) -> &mut Self {
+    pub fn get(&mut self, p: &str, h: H) -> &mut Self {
         self.add(Method::Get, p, h)
     }
-    pub fn post(&mut self, p: &str, h: Handler<S>) -> &mut Self {
+    pub fn post(&mut self, p: &str, h: H) -> &mut Self {
         self.add(Method::Post, p, h)
     }
-    pub fn put(&mut self, p: &str, h: Handler<S>) -> &mut Self {
+    pub fn put(&mut self, p: &str, h: H) -> &mut Self {
         self.add(Method::Put, p, h)
     }
-    pub fn patch(&mut self, p: &str, h: Handler<S>) -> &mut Self {
+    pub fn patch(&mut self, p: &str, h: H) -> &mut Self {
         self.add(Method::Patch, p, h)
     }
-    pub fn delete(&mut self, p: &str, h: Handler<S>) -> &mut Self {
+    pub fn delete(&mut self, p: &str, h: H) -> &mut Self {
         self.add(Method::Delete, p, h)
     }
 
     /// Finds the route for `method` and `path`. HEAD falls back to GET.
-    pub fn find(&self, method: Method, path: &str) -> Found<'_, S> {
+    pub fn find(&self, method: Method, path: &str) -> Found<'_, H> {
         let parts: Vec<&str> = split(path).collect();
         let mut allowed = Vec::new();
         for want in [method, Method::Get] {
@@ -142,22 +141,17 @@ pub fn method_not_allowed(allowed: &[Method]) -> ApiError {
 mod tests {
     use super::*;
 
-    fn ok(_: &(), _: &Req) -> Result<Resp, ApiError> {
-        Ok(Resp::empty(200))
-    }
-    fn other(_: &(), _: &Req) -> Result<Resp, ApiError> {
-        Ok(Resp::empty(201))
-    }
-
     #[test]
     fn params_methods_and_misses() {
-        let mut r: Router<()> = Router::new();
-        r.get("/api/agents/:id", ok)
-            .delete("/api/agents/:id", other);
+        let mut r: Router<u8> = Router::new();
+        r.get("/api/agents/:id", 1).delete("/api/agents/:id", 2);
         match r.find(Method::Get, "/api/agents/abc") {
             Found::Route {
-                params, pattern, ..
+                params,
+                pattern,
+                handler,
             } => {
+                assert_eq!(handler, 1);
                 assert_eq!(params, vec![("id".to_string(), "abc".to_string())]);
                 assert_eq!(pattern, "/api/agents/:id");
             }

@@ -1,7 +1,11 @@
 //! Storage: the SQLite database behind one boundary — a reader pool and one writer path.
 //! Only this module knows SQL; it returns domain values and `StorageError`, never HTTP.
 
+mod accounts;
+mod audit;
 mod migrate;
+
+pub use accounts::{TokenOwner, UserWithHash};
 
 pub use migrate::{MIGRATIONS, MigrationReport};
 
@@ -173,7 +177,6 @@ impl Storage {
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the writer; commits when it returns Ok.
-    #[allow(dead_code)] // the first repositories (accounts) arrive with the next issue
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock_writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -215,7 +218,15 @@ fn check_file_header(path: &Path) -> Result<()> {
 
 /// The current time as RFC 3339 UTC, the one timestamp format of the schema.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// RFC 3339 UTC with a fixed six-digit fraction, so stored timestamps sort as text.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
         .unwrap_or_default()
 }

@@ -1,0 +1,50 @@
+//! GET /api/audit: the audit log for admins, newest first, filtered by user, action and
+//! time, paginated by an opaque id cursor.
+
+use super::Ctx;
+use super::users::page_limit;
+use crate::app::App;
+use crate::http::{ApiError, Resp};
+use crate::model::AuditQuery;
+use serde_json::json;
+
+pub fn list(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+    let q = &ctx.req;
+    let since = match q.query_param("since") {
+        None => None,
+        Some(s) => Some(
+            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .map(crate::storage::rfc3339)
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "since",
+                        "since must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z",
+                    )
+                })?,
+        ),
+    };
+    let before_id = match q.query_param("cursor") {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::invalid("cursor", "invalid cursor"))?,
+        ),
+    };
+    let query = AuditQuery {
+        user_id: q.query_param("user_id"),
+        action: q.query_param("action"),
+        since,
+        before_id,
+        limit: page_limit(ctx, 500)?,
+    };
+    // Rows queued by the batching writer are on disk before we read.
+    app.audit.flush();
+    let rows = app.storage.audit_rows(&query)?;
+    let next = (rows.len() as u32 == query.limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Resp::json(
+        200,
+        &json!({ "entries": rows, "next_cursor": next }),
+    ))
+}

@@ -227,3 +227,105 @@ fn prod_serve_refuses_to_start_without_secrets() {
         "nothing is created when startup is refused"
     );
 }
+
+#[test]
+fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grep.sqlite3");
+    let mut child = bin()
+        .args([
+            "serve",
+            "--profile",
+            "test",
+            "--database-url",
+            db.to_str().unwrap(),
+            "--set",
+            "logging.level=trace",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let a = crate::harness::client();
+    let post = |path: &str, body: serde_json::Value, auth: Option<&str>| {
+        let bearer = auth.map(|t| format!("Bearer {t}"));
+        let mut h = vec![("content-type", "application/json")];
+        if let Some(b) = &bearer {
+            h.push(("authorization", b.as_str()));
+        }
+        crate::harness::send(
+            &a,
+            "POST",
+            &format!("{url}{path}"),
+            &h,
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let password = "Sekrit-Passw0rd-#42";
+    let wrong = "Wr0ng-Passw0rd-#43";
+    let r = post(
+        "/api/auth/register",
+        serde_json::json!({"email": "grep@example.com", "password": password}),
+        None,
+    );
+    assert_eq!(r.status, 201);
+    let jwt = r.json()["token"].as_str().unwrap().to_string();
+    let r = post("/api/tokens", serde_json::json!({"name": "x"}), Some(&jwt));
+    let vt = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(
+            "/api/auth/login",
+            serde_json::json!({"email": "grep@example.com", "password": wrong}),
+            None
+        )
+        .status,
+        401
+    );
+    let r = crate::harness::send(
+        &a,
+        "GET",
+        &format!("{url}/api/auth/me?token={vt}"),
+        &[("authorization", &format!("Bearer {vt}"))],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        post("/api/auth/logout", serde_json::json!({}), Some(&jwt)).status,
+        204
+    );
+
+    unsafe_kill(child.id(), 15);
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(
+        logs.contains("/api/auth/login 401"),
+        "the logs were captured: {logs}"
+    );
+
+    let mut disk = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(b) = std::fs::read(format!("{}{suffix}", db.display())) {
+            disk.extend(b);
+        }
+    }
+    let disk = String::from_utf8_lossy(&disk);
+    assert!(disk.contains("grep@example.com"), "the database was read");
+    for secret in [password, wrong, vt.as_str(), jwt.as_str()] {
+        assert!(
+            !disk.contains(secret),
+            "{secret} found in the database files"
+        );
+        assert!(!logs.contains(secret), "{secret} found in the logs");
+    }
+}

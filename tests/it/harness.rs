@@ -111,11 +111,73 @@ impl TestServer {
         self.request("GET", path, &[], None)
     }
 
-    #[allow(dead_code)] // used by the accounts tests
     pub fn post_json(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> TestResp {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
         self.request("POST", path, &h, Some(body.to_string().as_bytes()))
+    }
+}
+
+pub const PASSWORD: &str = "Correct-Horse-42!";
+
+impl TestServer {
+    pub fn app(&self) -> &vel_tutor::app::App {
+        &self.running.as_ref().unwrap().app
+    }
+
+    /// Registers `email` with the standard test password; returns (token, user id).
+    pub fn register(&self, email: &str) -> (String, String) {
+        let r = self.post_json(
+            "/api/auth/register",
+            &serde_json::json!({"email": email, "password": PASSWORD}),
+            &[],
+        );
+        assert_eq!(r.status, 201, "register {email}: {}", r.body);
+        let j = r.json();
+        (
+            j["token"].as_str().unwrap().to_string(),
+            j["user"]["id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Creates an admin directly in storage (as `vel_tutor admin create` does) and logs in.
+    pub fn admin(&self, email: &str) -> (String, String) {
+        use vel_tutor::model::{Actor, AuditEvent, Role};
+        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        let audit = AuditEvent::security("user.admin_created", &Actor::default(), None);
+        let u = self
+            .app()
+            .storage
+            .create_user(email, None, &hash, Role::Admin, &audit)
+            .unwrap();
+        (
+            self.login(email, PASSWORD).json()["token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            u.id,
+        )
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> TestResp {
+        self.post_json(
+            "/api/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+            &[],
+        )
+    }
+
+    /// A request with `Authorization: Bearer token`.
+    pub fn authed(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> TestResp {
+        let auth = format!("Bearer {token}");
+        let mut h = vec![("authorization", auth.as_str())];
+        match body {
+            Some(b) => {
+                h.push(("content-type", "application/json"));
+                self.request(method, path, &h, Some(b.to_string().as_bytes()))
+            }
+            None => self.request(method, path, &h, None),
+        }
     }
 }
 

@@ -19,6 +19,9 @@ pub struct App {
     pub keys: jwt::Keys,
     pub audit: AuditSink,
     pub limits: Limits,
+    /// Password hashing in flight: at most half the workers, so a login flood cannot take
+    /// every worker (bcrypt at cost 12 holds one for ~0.25 s).
+    pub bcrypt_slots: Concurrency,
     pub started: Instant,
     stop: Arc<AtomicBool>,
 }
@@ -57,6 +60,7 @@ impl App {
             )?,
             audit: AuditSink::start(storage.clone(), 4096),
             limits,
+            bcrypt_slots: Concurrency::new((config.server.workers as u32 / 2).max(1)),
             started: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
             storage,
@@ -149,7 +153,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         max_body_bytes: config.server.max_body_bytes,
         show_error_detail: config.errors_detail,
     };
-    crate::auth::password::warm_dummy(config.auth.bcrypt_cost);
+    // One bcrypt at the login cost (~0.2 s at 12): done aside so startup does not wait.
+    let cost = config.auth.bcrypt_cost;
+    let _ = std::thread::Builder::new()
+        .name("warm-dummy-hash".into())
+        .spawn(move || crate::auth::password::warm_dummy(cost));
     let app = Arc::new(App::new(config, storage).map_err(StartError::Config)?);
     start_sweeper(&app);
     let dispatch = crate::api::dispatcher(app.clone());

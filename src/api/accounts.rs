@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::app::App;
 use crate::auth::password::{self, Email, Password};
 use crate::auth::{Credential, jwt::Claims};
-use crate::http::{ApiError, Resp};
+use crate::http::{ApiError, ErrorCode, Resp};
 use crate::model::{AuditEvent, Role, User};
 use crate::storage::StorageError;
 use serde::Deserialize;
@@ -22,6 +22,18 @@ struct RegisterBody {
 struct LoginBody {
     email: String,
     password: String,
+}
+
+/// A slot for one bcrypt run, or 503 at once when half the workers are already hashing
+/// (failing fast keeps the other half free for every other route).
+fn bcrypt_slot(app: &App) -> Result<crate::ratelimit::InFlight, ApiError> {
+    app.bcrypt_slots.enter("bcrypt").ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the server is busy checking passwords; retry shortly",
+        )
+        .with_header("Retry-After", "1")
+    })
 }
 
 /// `{user, token, expires_at}` for a freshly issued login token.
@@ -58,9 +70,11 @@ pub fn register(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
             "name must be at most 200 characters",
         ));
     }
+    let slot = bcrypt_slot(app)?;
     let hash = pw
         .hash(app.config.auth.bcrypt_cost)
         .map_err(|e| ApiError::internal("could not hash the password").with_detail(e))?;
+    drop(slot);
     let audit = AuditEvent::security(
         "user.registered",
         &ctx.actor,
@@ -90,11 +104,13 @@ pub fn login(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
         None => None,
     };
     let cost = app.config.auth.bcrypt_cost;
+    let slot = bcrypt_slot(app)?;
     let ok = password::verify(
         &body.password,
         found.as_ref().map(|u| u.password_hash.as_str()),
         cost,
     );
+    drop(slot);
     match found {
         Some(u) if ok => {
             let mut actor = ctx.actor.clone();

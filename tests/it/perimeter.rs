@@ -377,3 +377,30 @@ fn audit_rows_queued_at_shutdown_are_flushed() {
         .unwrap();
     assert_eq!(n, 50);
 }
+
+#[test]
+fn password_hashing_never_takes_more_than_half_the_workers() {
+    // 2 workers → 1 hashing slot. With a slow bcrypt cost, a second concurrent login is
+    // refused at once (503 + Retry-After) instead of taking the last worker.
+    let s = TestServer::start_with(&[("server.workers", "2"), ("auth.bcrypt_cost", "12")]);
+    s.register("hash@example.com");
+    let barrier = Barrier::new(2);
+    let results: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..2)
+            .map(|i| {
+                let (s, barrier) = (&s, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    std::thread::sleep(Duration::from_millis(60 * i));
+                    let r = s.login("hash@example.com", PASSWORD);
+                    (r.status, r.header("retry-after").map(String::from))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results[0].0, 200, "{results:?}");
+    assert_eq!(results[1], (503, Some("1".to_string())), "{results:?}");
+    // The other worker still answers while a hash runs.
+    assert_eq!(s.get("/api/health").status, 200);
+}

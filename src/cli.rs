@@ -180,6 +180,7 @@ fn serve(args: &ConfigArgs) -> i32 {
             return 1;
         }
     };
+    let warnings = loaded.layered.warnings.clone();
     let config = match valid_config(loaded) {
         Ok(c) => c,
         Err(code) => return code,
@@ -198,6 +199,13 @@ fn serve(args: &ConfigArgs) -> i32 {
     let profile = config.profile;
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
     let db = config.database.path.display().to_string();
+    // Handlers first: a signal arriving while we start must not kill the process.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
     let running = match crate::app::start(config) {
         Ok(r) => r,
         Err(e) => {
@@ -205,17 +213,21 @@ fn serve(args: &ConfigArgs) -> i32 {
             return 1;
         }
     };
+    for w in &warnings {
+        let event = crate::model::AuditEvent::security(
+            "config.warning",
+            &Default::default(),
+            Some(serde_json::json!({ "problem": w })),
+        );
+        if let Err(e) = running.app.storage.record_event(&event) {
+            log::warn!("could not audit a config warning: {e}");
+        }
+    }
     println!(
         "vel_tutor {} listening on {} (profile {profile}, database {db})",
         env!("CARGO_PKG_VERSION"),
         running.url()
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            log::warn!("cannot handle signal {sig}: {e}");
-        }
-    }
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }

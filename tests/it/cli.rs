@@ -329,3 +329,145 @@ fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
         assert!(!logs.contains(secret), "{secret} found in the logs");
     }
 }
+
+#[test]
+fn prod_style_json_logs_have_one_object_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.sqlite3");
+    let mut child = bin()
+        .args([
+            "serve",
+            "--profile",
+            "test",
+            "--database-url",
+            db.to_str().unwrap(),
+        ])
+        .args([
+            "--set",
+            "logging.format=json",
+            "--set",
+            "logging.level=info",
+        ])
+        .env("VEL_TUTOR__SERVER__NOPE", "1")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let r = crate::harness::send(
+        &crate::harness::client(),
+        "GET",
+        &format!("{url}/api/nope"),
+        &[("x-request-id", "json-log-1")],
+        None,
+    );
+    assert_eq!(r.status, 404);
+    unsafe_kill(child.id(), 15);
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let objects: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let req = objects
+        .iter()
+        .find(|o| o["request_id"] == "json-log-1")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["path"], "/api/nope");
+    assert_eq!(req["status"], 404);
+    assert!(req["duration_ms"].as_f64().is_some());
+    assert!(req["ts"].as_str().unwrap().ends_with('Z'));
+    // The unknown VEL_TUTOR__ variable was warned about on stderr and audited.
+    assert!(err.contains("VEL_TUTOR__SERVER__NOPE"), "{err}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_logs WHERE action = 'config.warning'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn admin_create_takes_the_password_from_env_or_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["--profile", "test", "--database-url", "sqlite://a.sqlite3"];
+    let o = bin()
+        .args(["admin", "create", "--email", "Root@Example.com"])
+        .args(base)
+        .env("VEL_TUTOR_ADMIN_PASSWORD", "Root-Password-123!")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("created admin root@example.com"));
+
+    let mut child = bin()
+        .args(["admin", "create", "--email", "second@example.com"])
+        .args(base)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Second-Password-456!\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A weak password and a taken email are refused with a clear message.
+    let o = bin()
+        .args(["admin", "create", "--email", "weak@example.com"])
+        .args(base)
+        .env("VEL_TUTOR_ADMIN_PASSWORD", "weak")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 12 characters"));
+    let o = bin()
+        .args(["admin", "create", "--email", "root@example.com"])
+        .args(base)
+        .env("VEL_TUTOR_ADMIN_PASSWORD", "Root-Password-123!")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+
+    let conn = rusqlite::Connection::open(dir.path().join("a.sqlite3")).unwrap();
+    let roles: Vec<(String, String)> = conn
+        .prepare("SELECT email, role FROM users ORDER BY email")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        roles,
+        [
+            ("root@example.com".into(), "admin".into()),
+            ("second@example.com".into(), "admin".into())
+        ]
+    );
+}

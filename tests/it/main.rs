@@ -6,3 +6,4 @@ mod config;
 mod harness;
 mod http;
 mod perimeter;
+mod storage;

@@ -17,6 +17,9 @@ pub struct App {
     pub config: Config,
     pub storage: Arc<Storage>,
     pub keys: jwt::Keys,
+    pub vault: crate::vault::Vault,
+    /// Results of the startup checks of operator keys (`providers.<name>.validate_on_start`).
+    pub operator_checks: std::sync::Mutex<std::collections::BTreeMap<String, OperatorCheck>>,
     pub audit: AuditSink,
     pub limits: Limits,
     /// Password hashing in flight: at most half the workers, so a login flood cannot take
@@ -24,6 +27,14 @@ pub struct App {
     pub bcrypt_slots: Concurrency,
     pub started: Instant,
     stop: Arc<AtomicBool>,
+}
+
+/// What the startup check said of an operator key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperatorCheck {
+    Pending,
+    Valid,
+    Failed(String),
 }
 
 /// The rate limiters of SPEC §6 (consulted only when `rate_limit.enabled`).
@@ -58,6 +69,9 @@ impl App {
                 &a.issuer,
                 a.ttl_hours,
             )?,
+            vault: crate::vault::Vault::new(&config.vault.key, &config.vault.keys_previous)
+                .map_err(|e| e.to_string())?,
+            operator_checks: Default::default(),
             audit: AuditSink::start(storage.clone(), 4096),
             limits,
             bcrypt_slots: Concurrency::new((config.server.workers as u32 / 2).max(1)),
@@ -160,9 +174,61 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         .spawn(move || crate::auth::password::warm_dummy(cost));
     let app = Arc::new(App::new(config, storage).map_err(StartError::Config)?);
     start_sweeper(&app);
+    check_operator_keys(&app);
     let dispatch = crate::api::dispatcher(app.clone());
     let http = http::start(opts.clone(), dispatch).map_err(|e| StartError::Bind(opts.bind, e))?;
     Ok(Running { app, http })
+}
+
+/// Checks operator keys whose provider has `validate_on_start`, in the background: a
+/// failure is logged and shown in health, and never stops startup.
+fn check_operator_keys(app: &Arc<App>) {
+    use crate::providers::ProviderName;
+    let todo: Vec<ProviderName> = ProviderName::ALL
+        .into_iter()
+        .filter(|p| {
+            let c = &app.config.providers[p.as_str()];
+            c.validate_on_start && c.api_key.as_ref().is_some_and(|k| !k.expose().is_empty())
+        })
+        .collect();
+    if todo.is_empty() {
+        return;
+    }
+    {
+        let mut checks = app
+            .operator_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for p in &todo {
+            checks.insert(p.as_str().to_string(), OperatorCheck::Pending);
+        }
+    }
+    let app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name("operator-keys".into())
+        .spawn(move || {
+            for p in todo {
+                let cfg = &app.config.providers[p.as_str()];
+                let key = cfg.api_key.as_ref().map(|k| k.expose()).unwrap_or("");
+                let result = match crate::providers::check_key(p, key, &cfg.base_url, cfg) {
+                    Ok(()) => {
+                        log::info!("operator key for {p}: valid");
+                        OperatorCheck::Valid
+                    }
+                    Err(e) => {
+                        log::warn!("operator key for {p} failed its startup check: {e}");
+                        OperatorCheck::Failed(e.to_string())
+                    }
+                };
+                app.operator_checks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(p.as_str().to_string(), result);
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("could not start the operator key check: {e}");
+    }
 }
 
 /// Purges revoked token ids once their tokens have expired anyway: at start, then every

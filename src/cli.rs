@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Vault tools.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Secret tools.
     Secret {
         #[command(subcommand)]
@@ -58,6 +63,19 @@ pub enum AdminCommand {
         email: String,
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Re-seal every stored key under the current VAULT_KEY, in batches (one transaction
+    /// each). Safe to interrupt and run again; the server may keep running.
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -138,6 +156,9 @@ pub fn main() -> i32 {
                     config,
                 },
         } => admin_create(&email, name.as_deref(), &config),
+        Command::Vault {
+            command: VaultCommand::Rotate { batch, config },
+        } => vault_rotate(batch, &config),
         Command::Secret {
             command: SecretCommand::Gen,
         } => {
@@ -357,6 +378,39 @@ fn admin_create(email: &str, name: Option<&str>, args: &ConfigArgs) -> i32 {
                 email.as_str()
             );
             1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn vault_rotate(batch: u32, args: &ConfigArgs) -> i32 {
+    let config = match valid_config(config::load(&args.inputs())) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let vault = match crate::vault::Vault::new(&config.vault.key, &config.vault.keys_previous) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match crate::rotate::reseal_all(&config, &vault, batch.max(1)) {
+        Ok(r) => {
+            println!(
+                "re-sealed {} key(s) under vault key {}; {} already current or changed meanwhile; {} could not be opened",
+                r.resealed,
+                vault.current_key_id(),
+                r.skipped,
+                r.failed.len()
+            );
+            for f in &r.failed {
+                eprintln!("error: {f}");
+            }
+            if r.failed.is_empty() { 0 } else { 1 }
         }
         Err(e) => {
             eprintln!("error: {e}");

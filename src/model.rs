@@ -49,6 +49,16 @@ pub struct ApiToken {
     pub last_used_at: Option<String>,
 }
 
+/// A user's stored provider key as the API shows it: a hint, never the key.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Integration {
+    pub provider: String,
+    pub key_hint: String,
+    pub base_url: Option<String>,
+    pub validated_at: String,
+    pub updated_at: String,
+}
+
 /// Who did something and from where: attached to every audit row.
 #[derive(Clone, Debug, Default)]
 pub struct Actor {

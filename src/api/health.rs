@@ -4,7 +4,36 @@
 use super::Ctx;
 use crate::app::App;
 use crate::http::{ApiError, Resp};
-use serde_json::json;
+use serde_json::{Map, Value, json};
+
+/// Per provider: whether an operator key (or none needed) makes it usable by everyone,
+/// and what the startup key check said.
+fn providers(app: &App) -> Value {
+    use crate::app::OperatorCheck;
+    use crate::providers::ProviderName;
+    let checks = app
+        .operator_checks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut out = Map::new();
+    for p in ProviderName::ALL {
+        let cfg = &app.config.providers[p.as_str()];
+        let configured = p == ProviderName::Local
+            || cfg.api_key.as_ref().is_some_and(|k| !k.expose().is_empty());
+        let (check, last_error) = match checks.get(p.as_str()) {
+            None => ("unchecked", None),
+            Some(OperatorCheck::Pending) => ("pending", None),
+            Some(OperatorCheck::Valid) => ("valid", None),
+            Some(OperatorCheck::Failed(e)) => ("failed", Some(e.clone())),
+        };
+        out.insert(
+            p.as_str().into(),
+            json!({ "configured": configured, "key_check": check, "last_error": last_error }),
+        );
+    }
+    Value::Object(out)
+}
 
 pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
     let db = app.storage.ping();
@@ -25,6 +54,7 @@ pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": app.started.elapsed().as_secs(),
         "database": database,
+        "providers": providers(app),
     });
     Ok(Resp::json(if ok { 200 } else { 503 }, &body).with_header("Cache-Control", "no-store"))
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod health;
+mod integrations;
 mod perimeter;
 mod tokens;
 mod users;
@@ -63,6 +64,9 @@ pub fn routes() -> Router<(Access, Handler)> {
     r.patch("/api/users/:id", (Admin, users::set_role));
     r.delete("/api/users/:id", (Admin, users::delete));
     r.get("/api/audit", (Admin, audit::list));
+    r.get("/api/integrations", (User, integrations::list));
+    r.put("/api/integrations/:provider", (User, integrations::put));
+    r.delete("/api/integrations/:provider", (User, integrations::delete));
     r
 }
 

@@ -342,6 +342,17 @@ impl Reader<'_> {
             self.problems
                 .push("vault.key: VAULT_KEY is required in prod".to_string());
         }
+        let keys = std::iter::once(("vault.key", &vault.key)).chain(
+            vault
+                .keys_previous
+                .iter()
+                .map(|k| ("vault.keys_previous", k)),
+        );
+        for (name, k) in keys.filter(|(_, k)| !k.expose().is_empty()) {
+            if let Err(e) = crate::vault::parse_key(k.expose()) {
+                self.problems.push(format!("{name}: {e}"));
+            }
+        }
         let rate_limit = RateLimitConfig {
             enabled: self.bool("rate_limit.enabled"),
             auth_per_minute: self.int("rate_limit.auth_per_minute", 1, 1_000_000) as u32,

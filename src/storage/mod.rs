@@ -3,9 +3,11 @@
 
 mod accounts;
 mod audit;
+mod integrations;
 mod migrate;
 
 pub use accounts::{TokenOwner, UserWithHash};
+pub use integrations::{NewIntegration, SealedRow};
 
 pub use migrate::{MIGRATIONS, MigrationReport};
 

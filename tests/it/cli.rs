@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn bin() -> Command {
+pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vel_tutor"));
     // Only what each test sets: no stray VEL_TUTOR_* or provider keys from the machine.
     c.env_clear()
@@ -94,7 +94,7 @@ fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
     assert!(!err.contains("WARNING: generated"), "{err}");
 }
 
-fn unsafe_kill(pid: u32, sig: i32) {
+pub fn unsafe_kill(pid: u32, sig: i32) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -103,7 +103,7 @@ fn unsafe_kill(pid: u32, sig: i32) {
     assert!(status.success());
 }
 
-fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+pub fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         if let Some(s) = child.try_wait().unwrap() {

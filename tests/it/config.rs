@@ -350,3 +350,22 @@ fn unknown_generic_env_variables_warn() {
         l.layered.warnings
     );
 }
+
+#[test]
+fn unusable_vault_keys_are_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = config::load(&inputs(
+        dir.path(),
+        &[
+            ("VAULT_KEY", "too-short"),
+            ("VAULT_KEYS_PREVIOUS", &"ab".repeat(32)),
+        ],
+        &[],
+    ));
+    let all = l.problems().join("\n");
+    assert!(
+        all.contains("vault.key: vault key: must be 32 bytes"),
+        "{all}"
+    );
+    assert_eq!(l.problems().len(), 1, "the previous key is fine: {all}");
+}

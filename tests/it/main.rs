@@ -3,7 +3,9 @@
 mod accounts;
 mod cli;
 mod config;
+mod fakes;
 mod harness;
 mod http;
+mod integrations;
 mod perimeter;
 mod storage;

@@ -1,10 +1,11 @@
 //! The running application: the shared `App` state and `start`, which wires config, storage
 //! and the HTTP server together. `main.rs` and the integration tests both start here.
 
-use crate::audit::AuditSink;
 use crate::auth::jwt;
+use crate::batch::BatchWriter;
 use crate::config::Config;
 use crate::http::{self, ServerHandle, ServerOptions};
+use crate::model::{AuditEvent, UsageEvent};
 use crate::ratelimit::{Concurrency, SlidingWindow};
 use crate::storage::{Storage, StorageError};
 use std::fmt;
@@ -18,9 +19,14 @@ pub struct App {
     pub storage: Arc<Storage>,
     pub keys: jwt::Keys,
     pub vault: crate::vault::Vault,
+    pub orchestrator: crate::orchestrator::Orchestrator,
+    pub metrics: crate::metrics::Metrics,
     /// Results of the startup checks of operator keys (`providers.<name>.validate_on_start`).
     pub operator_checks: std::sync::Mutex<std::collections::BTreeMap<String, OperatorCheck>>,
-    pub audit: AuditSink,
+    /// Per-request audit rows (batched; security events are written with their change).
+    pub audit: BatchWriter<AuditEvent>,
+    /// One row per provider call (batched).
+    pub usage: BatchWriter<UsageEvent>,
     pub limits: Limits,
     /// Password hashing in flight: at most half the workers, so a login flood cannot take
     /// every worker (bcrypt at cost 12 holds one for ~0.25 s).
@@ -72,7 +78,14 @@ impl App {
             vault: crate::vault::Vault::new(&config.vault.key, &config.vault.keys_previous)
                 .map_err(|e| e.to_string())?,
             operator_checks: Default::default(),
-            audit: AuditSink::start(storage.clone(), 4096),
+            orchestrator: crate::orchestrator::Orchestrator::new(&config),
+            metrics: crate::metrics::Metrics::new(),
+            audit: BatchWriter::start("audit", storage.clone(), 4096, |s, rows| {
+                s.record_events(rows)
+            }),
+            usage: BatchWriter::start("usage", storage.clone(), 4096, |s, rows| {
+                s.record_usage(rows)
+            }),
             limits,
             bcrypt_slots: Concurrency::new((config.server.workers as u32 / 2).max(1)),
             started: Instant::now(),
@@ -139,6 +152,7 @@ impl Running {
         let left = self.http.shutdown(grace);
         self.app.stop.store(true, Ordering::SeqCst);
         self.app.audit.close();
+        self.app.usage.close();
         left
     }
 }
@@ -173,6 +187,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         .name("warm-dummy-hash".into())
         .spawn(move || crate::auth::password::warm_dummy(cost));
     let app = Arc::new(App::new(config, storage).map_err(StartError::Config)?);
+    if let Err(e) = app.orchestrator.load_month(&app.storage) {
+        log::warn!("quota: could not load this month's spend: {e}");
+    }
     start_sweeper(&app);
     check_operator_keys(&app);
     let dispatch = crate::api::dispatcher(app.clone());

@@ -6,15 +6,18 @@
 
 pub mod api;
 pub mod app;
-pub mod audit;
 pub mod auth;
+pub mod batch;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod http;
 pub mod integrations;
 pub mod logging;
+pub mod metrics;
 pub mod model;
+pub mod orchestrator;
 pub mod providers;
 pub mod ratelimit;
 pub mod rotate;

@@ -120,3 +120,51 @@ pub struct AuditQuery {
     pub before_id: Option<i64>,
     pub limit: u32,
 }
+
+/// An agent: a provider (or `auto`), a model, a prompt and a kind of work.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub kind: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub fallback: bool,
+    pub tool: Option<String>,
+    pub arguments: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One provider call as accounted in `usage_events`.
+#[derive(Clone, Debug, Default)]
+pub struct UsageEvent {
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub task_id: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub latency_ms: u64,
+    /// `ok`, or the error kind (`timeout`, `upstream_5xx`, …).
+    pub outcome: String,
+    pub key_source: Option<String>,
+}
+
+/// Usage summed per provider and model.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct UsageTotal {
+    pub provider: String,
+    pub model: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+}

@@ -7,8 +7,9 @@ use crate::http::{ApiError, Resp};
 use serde_json::{Map, Value, json};
 
 /// Per provider: whether an operator key (or none needed) makes it usable by everyone,
-/// and what the startup key check said.
-fn providers(app: &App) -> Value {
+/// the circuit, this month's budget use, the last error, and the startup key check.
+/// The flag is true when any circuit is open.
+fn providers(app: &App) -> (Value, bool) {
     use crate::app::OperatorCheck;
     use crate::providers::ProviderName;
     let checks = app
@@ -17,6 +18,7 @@ fn providers(app: &App) -> Value {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut out = Map::new();
+    let mut any_open = false;
     for p in ProviderName::ALL {
         let cfg = &app.config.providers[p.as_str()];
         let configured = p == ProviderName::Local
@@ -27,12 +29,24 @@ fn providers(app: &App) -> Value {
             Some(OperatorCheck::Valid) => ("valid", None),
             Some(OperatorCheck::Failed(e)) => ("failed", Some(e.clone())),
         };
+        let (circuit, open_until) = app.orchestrator.circuit(p);
+        any_open |= circuit == crate::breaker::State::Open;
+        let quota = app.orchestrator.quotas.status(p.as_str());
+        let last_error = app.orchestrator.last_error(p).or(last_error);
         out.insert(
             p.as_str().into(),
-            json!({ "configured": configured, "key_check": check, "last_error": last_error }),
+            json!({
+                "configured": configured,
+                "circuit": circuit.as_str(),
+                "open_until": open_until,
+                "quota_used_pct": quota.used_pct.map(|v| (v * 10.0).round() / 10.0),
+                "quota_exhausted": quota.exhausted,
+                "last_error": last_error,
+                "key_check": check,
+            }),
         );
     }
-    Value::Object(out)
+    (Value::Object(out), any_open)
 }
 
 pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
@@ -44,7 +58,12 @@ pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
     if let Some(e) = &error {
         log::warn!("health: database check failed: {e}");
     }
-    let status = if ok { "ok" } else { "down" };
+    let (providers, any_open) = providers(app);
+    let status = match (ok, any_open) {
+        (false, _) => "down",
+        (true, true) => "degraded",
+        (true, false) => "ok",
+    };
     let mut database = json!({ "ok": ok, "latency_ms": (latency_ms * 1000.0).round() / 1000.0 });
     if let (Some(e), true) = (&error, app.config.errors_detail) {
         database["error"] = json!(e);
@@ -54,7 +73,7 @@ pub fn health(app: &App, _ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": app.started.elapsed().as_secs(),
         "database": database,
-        "providers": providers(app),
+        "providers": providers,
     });
     Ok(Resp::json(if ok { 200 } else { 503 }, &body).with_header("Cache-Control", "no-store"))
 }

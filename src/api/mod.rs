@@ -2,11 +2,14 @@
 //! the perimeter — CORS, origin check, rate limits, auth — before handlers, and audits after.
 
 mod accounts;
+mod agents;
 mod audit;
 mod health;
 mod integrations;
+mod metrics;
 mod perimeter;
 mod tokens;
+mod usage;
 mod users;
 
 use crate::app::App;
@@ -34,6 +37,8 @@ pub struct Ctx<'a> {
     pub req: &'a Req,
     pub auth: Option<AuthContext>,
     pub actor: Actor,
+    /// When the dispatcher took the request (for `x-vel-overhead-ms`).
+    pub started: Instant,
 }
 
 impl Ctx<'_> {
@@ -64,6 +69,15 @@ pub fn routes() -> Router<(Access, Handler)> {
     r.patch("/api/users/:id", (Admin, users::set_role));
     r.delete("/api/users/:id", (Admin, users::delete));
     r.get("/api/audit", (Admin, audit::list));
+    r.post("/api/agents", (User, agents::create));
+    r.get("/api/agents", (User, agents::list));
+    r.get("/api/agents/:id", (User, agents::get));
+    r.patch("/api/agents/:id", (User, agents::update));
+    r.delete("/api/agents/:id", (User, agents::delete));
+    r.post("/api/agents/:id/test", (User, agents::test));
+    r.post("/api/agents/:id/chat", (User, agents::chat));
+    r.get("/api/usage", (User, usage::get));
+    r.get("/metrics", (Probe, metrics::render));
     r.get("/api/integrations", (User, integrations::list));
     r.put("/api/integrations/:provider", (User, integrations::put));
     r.delete("/api/integrations/:provider", (User, integrations::delete));
@@ -95,6 +109,7 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
         req,
         auth: None,
         actor,
+        started,
     };
     let mut extra_headers = Vec::new();
     let mut route = String::new();
@@ -154,6 +169,7 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
             req: &routed,
             auth: ctx.auth.clone(),
             actor: ctx.actor.clone(),
+            started,
         };
         match catch_unwind(AssertUnwindSafe(|| handler(app, &ctx))) {
             Ok(r) => r,
@@ -171,6 +187,31 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
     resp.headers.extend(cors);
     resp.headers.extend(extra_headers);
     resp.user_id = ctx.actor.user_id.clone();
+    let elapsed = started.elapsed().as_secs_f64();
+    let route_label = if route.is_empty() {
+        "unmatched"
+    } else {
+        route.as_str()
+    };
+    let class = match resp.status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    app.metrics.observe(
+        "vel_http_request_duration_seconds",
+        &[("method", req.method.as_str()), ("route", route_label)],
+        elapsed,
+    );
+    app.metrics.inc(
+        "vel_http_requests_total",
+        &[
+            ("method", req.method.as_str()),
+            ("route", route_label),
+            ("status", class),
+        ],
+    );
     if audited {
         let event = AuditEvent {
             action: "request".into(),
@@ -178,14 +219,17 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
             method: Some(req.method.as_str().into()),
             route: Some(if route.is_empty() {
                 crate::logging::redact(&req.path)
+                    .chars()
+                    .take(200)
+                    .collect()
             } else {
                 route
             }),
             status: Some(resp.status),
-            duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            duration_ms: Some(elapsed * 1000.0),
             detail: None,
         };
-        app.audit.push(&app.storage, event);
+        app.audit.push(event);
     }
     resp
 }

@@ -369,6 +369,13 @@ fn build() -> Vec<Decl> {
         );
         push(
             o,
+            &k("retry_base_ms"),
+            Int,
+            same("250"),
+            "First retry delay; doubles each retry, with jitter; Retry-After wins.",
+        );
+        push(
+            o,
             &k("pool_size"),
             Int,
             same(&pool.to_string()),

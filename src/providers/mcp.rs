@@ -14,8 +14,10 @@ const MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
 pub enum McpError {
     /// 401/403: the key was refused.
     Unauthorized(String),
-    /// Could not reach the server, or it timed out.
+    /// Could not reach the server, or the connection broke.
     Transport(String),
+    /// No answer within the timeout.
+    Timeout,
     /// The reply was not the JSON-RPC we asked for.
     Protocol(String),
     /// A JSON-RPC error object.
@@ -27,6 +29,7 @@ impl fmt::Display for McpError {
         match self {
             McpError::Unauthorized(m) => write!(f, "unauthorized: {m}"),
             McpError::Transport(m) => write!(f, "{m}"),
+            McpError::Timeout => write!(f, "timeout"),
             McpError::Protocol(m) => write!(f, "protocol error: {m}"),
             McpError::Rpc { code, message } => write!(f, "JSON-RPC error {code}: {message}"),
         }
@@ -44,6 +47,13 @@ impl ToolResult {
     /// The text parsed as JSON when it is JSON, else the text as a string.
     pub fn output(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| Value::String(self.text.clone()))
+    }
+}
+
+fn transport(e: &ureq::Error) -> McpError {
+    match e {
+        ureq::Error::Timeout(_) => McpError::Timeout,
+        other => McpError::Transport(describe_transport_error(other)),
     }
 }
 
@@ -154,7 +164,7 @@ impl<'a> Session<'a> {
         let resp = self
             .request()
             .send(body.to_string())
-            .map_err(|e| McpError::Transport(describe_transport_error(&e)))?;
+            .map_err(|e| transport(&e))?;
         match resp.status().as_u16() {
             200..=299 => Ok(()),
             401 | 403 => Err(McpError::Unauthorized(format!(
@@ -173,7 +183,7 @@ impl<'a> Session<'a> {
         let mut resp = self
             .request()
             .send(body.to_string())
-            .map_err(|e| McpError::Transport(describe_transport_error(&e)))?;
+            .map_err(|e| transport(&e))?;
         let status = resp.status().as_u16();
         let sid = resp
             .headers()

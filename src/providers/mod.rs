@@ -1,6 +1,7 @@
 //! Providers: the names vel_tutor knows, their key formats, the HTTP agents that reach
 //! them, and the live key check. Knows nothing of users, storage or HTTP handlers.
 
+pub mod local;
 pub mod mcp;
 pub mod openai;
 
@@ -94,6 +95,122 @@ pub fn key_hint(key: &str) -> String {
     let tail: String = chars[chars.len() - 4..].iter().collect();
     let head: String = chars[..head].iter().collect();
     format!("{head}…{tail}")
+}
+
+/// One chat message.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// What a chat completion asks for.
+#[derive(Clone, Debug)]
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Message],
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+/// A finished completion with the provider's usage figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub output: serde_json::Value,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// What went wrong calling a provider, in the words of SPEC §5.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ErrorKind {
+    InvalidKey,
+    ModelNotFound,
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    QuotaExhausted,
+    Upstream5xx(u16),
+    Timeout,
+    /// Connection refused or reset, or a body cut off.
+    Connection,
+    /// Any other 4xx: the request itself is wrong.
+    BadRequest(u16),
+    /// 2xx with a body we cannot read.
+    BadResponse,
+    /// An MCP tool answered `isError: true`.
+    ToolError,
+    /// An MCP JSON-RPC error.
+    Rpc(i64),
+}
+
+/// A provider call's failure: the provider, what kind, and a message safe to show (it
+/// never contains the key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderError {
+    pub provider: ProviderName,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(
+        provider: ProviderName,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> ProviderError {
+        ProviderError {
+            provider,
+            kind,
+            message: crate::logging::redact(&message.into()),
+        }
+    }
+
+    /// 5xx, 429, connection resets and timeouts are worth another attempt.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::RateLimited { .. }
+                | ErrorKind::Upstream5xx(_)
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+        )
+    }
+
+    /// Failures that say the provider (not this key or request) is unwell.
+    pub fn counts_against_provider(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Upstream5xx(_)
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::BadResponse
+        )
+    }
+
+    /// The short outcome label used in usage rows and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::InvalidKey => "invalid_api_key",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::RateLimited { .. } => "rate_limited",
+            ErrorKind::QuotaExhausted => "quota_exhausted",
+            ErrorKind::Upstream5xx(_) => "upstream_5xx",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::BadRequest(_) => "bad_request",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::ToolError => "tool_error",
+            ErrorKind::Rpc(_) => "rpc_error",
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.provider, self.message)
+    }
 }
 
 /// Why a live key check failed.

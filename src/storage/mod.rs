@@ -2,6 +2,7 @@
 //! Only this module knows SQL; it returns domain values and `StorageError`, never HTTP.
 
 mod accounts;
+mod agents;
 mod audit;
 mod integrations;
 mod migrate;

@@ -503,7 +503,9 @@ fn expired_revocations_are_purged() {
         .unwrap();
     st.revoke_jti("live-jti", "u", "2999-01-01T00:00:00.000000Z", None)
         .unwrap();
-    assert_eq!(st.purge_expired_revocations().unwrap(), 1);
+    // The sweeper may get there first; either way the expired id goes and the live stays.
+    assert!(st.purge_expired_revocations().unwrap() <= 1);
     assert!(!st.is_jti_revoked("old-jti").unwrap());
+    assert_eq!(st.purge_expired_revocations().unwrap(), 0);
     assert!(st.is_jti_revoked("live-jti").unwrap());
 }

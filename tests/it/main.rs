@@ -7,5 +7,6 @@ mod fakes;
 mod harness;
 mod http;
 mod integrations;
+mod orchestrator;
 mod perimeter;
 mod storage;

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the fake does with one request.
-#[allow(dead_code)] // the orchestrator tests script every variant
 #[derive(Clone, Debug)]
 pub enum Behavior {
     /// Answer normally.
@@ -63,7 +62,6 @@ impl State {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
-    #[allow(dead_code)]
     pub fn push(&self, b: Behavior) {
         self.script.lock().unwrap().push_back(b);
     }

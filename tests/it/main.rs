@@ -10,3 +10,4 @@ mod integrations;
 mod orchestrator;
 mod perimeter;
 mod storage;
+mod task_master;

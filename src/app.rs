@@ -5,7 +5,7 @@ use crate::auth::jwt;
 use crate::batch::BatchWriter;
 use crate::config::Config;
 use crate::http::{self, ServerHandle, ServerOptions};
-use crate::model::{AuditEvent, UsageEvent};
+use crate::model::{AuditEvent, Record, UsageEvent};
 use crate::ratelimit::{Concurrency, SlidingWindow};
 use crate::storage::{Storage, StorageError};
 use std::fmt;
@@ -23,10 +23,9 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Results of the startup checks of operator keys (`providers.<name>.validate_on_start`).
     pub operator_checks: std::sync::Mutex<std::collections::BTreeMap<String, OperatorCheck>>,
-    /// Per-request audit rows (batched; security events are written with their change).
-    pub audit: BatchWriter<AuditEvent>,
-    /// One row per provider call (batched).
-    pub usage: BatchWriter<UsageEvent>,
+    /// Per-request audit rows and one usage row per provider call, written in batches by
+    /// one thread (security events are written with their change instead).
+    pub records: BatchWriter<Record>,
     pub limits: Limits,
     /// Password hashing in flight: at most half the workers, so a login flood cannot take
     /// every worker (bcrypt at cost 12 holds one for ~0.25 s).
@@ -54,6 +53,16 @@ pub struct Limits {
 const LIMITER_KEYS: usize = 100_000;
 
 impl App {
+    /// Queues a per-request audit row.
+    pub fn audit(&self, e: AuditEvent) {
+        self.records.push(Record::Audit(e));
+    }
+
+    /// Queues a provider call's usage row.
+    pub fn usage(&self, u: UsageEvent) {
+        self.records.push(Record::Usage(u));
+    }
+
     /// Fails when the signing secret is unusable.
     pub fn new(config: Config, storage: Storage) -> Result<App, String> {
         let storage = Arc::new(storage);
@@ -80,11 +89,8 @@ impl App {
             operator_checks: Default::default(),
             orchestrator: crate::orchestrator::Orchestrator::new(&config),
             metrics: crate::metrics::Metrics::new(),
-            audit: BatchWriter::start("audit", storage.clone(), 4096, |s, rows| {
-                s.record_events(rows)
-            }),
-            usage: BatchWriter::start("usage", storage.clone(), 4096, |s, rows| {
-                s.record_usage(rows)
+            records: BatchWriter::start("records", storage.clone(), 8192, |s, rows| {
+                s.record_all(rows)
             }),
             limits,
             bcrypt_slots: Concurrency::new((config.server.workers as u32 / 2).max(1)),
@@ -151,8 +157,7 @@ impl Running {
     pub fn shutdown(self, grace: Duration) -> usize {
         let left = self.http.shutdown(grace);
         self.app.stop.store(true, Ordering::SeqCst);
-        self.app.audit.close();
-        self.app.usage.close();
+        self.app.records.close();
         left
     }
 }

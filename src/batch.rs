@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const BATCH: usize = 256;
+const BATCH: usize = 512;
+/// How long the writer waits for more rows after the first one of a batch.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Stores one batch in one transaction.
 pub type WriteFn<T> = fn(&Storage, &[T]) -> Result<(), StorageError>;
@@ -115,6 +117,11 @@ fn run<T: std::fmt::Debug>(
     let mut batch: Vec<T> = Vec::with_capacity(BATCH);
     let mut acks = Vec::new();
     while let Ok(first) = rx.recv() {
+        // Let a batch gather: while this thread sleeps, pushes do not wake it (a wake per
+        // row cost more than the row), and one commit carries everything that came.
+        if matches!(first, Msg::Row(_)) {
+            std::thread::sleep(GATHER);
+        }
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {

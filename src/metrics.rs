@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 16] = [
@@ -13,33 +14,70 @@ const BUCKETS: [f64; 16] = [
 
 type Key = (&'static str, String);
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// An f64 updated without a lock (compare-and-swap on its bits).
+#[derive(Default)]
+struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    fn add(&self, by: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + by).to_bits())
+            });
+    }
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Default)]
+struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum: AtomicF64,
+}
+
+/// Series are created once under a write lock; every later update takes only a shared
+/// read lock and an atomic add, so request threads do not queue behind each other.
+#[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, f64>>,
-    histograms: Mutex<BTreeMap<Key, Histogram>>,
+    counters: RwLock<BTreeMap<Key, Arc<AtomicF64>>>,
+    histograms: RwLock<BTreeMap<Key, Arc<Histogram>>>,
     help: Mutex<BTreeMap<&'static str, &'static str>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut s = String::with_capacity(48);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s
+}
+
+/// The series for `key`, created on first use.
+fn series<T: Default>(map: &RwLock<BTreeMap<Key, Arc<T>>>, key: Key) -> Arc<T> {
+    if let Some(s) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return s.clone();
+    }
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 impl Metrics {
@@ -56,12 +94,7 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], by: f64) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((name, labels(pairs)))
-            .or_insert(0.0) += by;
+        series(&self.counters, (name, labels(pairs))).add(by);
     }
 
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
@@ -70,23 +103,21 @@ impl Metrics {
 
     /// Records one observation of `seconds`.
     pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
-        let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        let e = h.entry((name, labels(pairs))).or_default();
+        let h = series(&self.histograms, (name, labels(pairs)));
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            e.counts[i] += 1;
+            h.counts[i].fetch_add(1, Ordering::Relaxed);
         }
-        e.count += 1;
-        e.sum += seconds;
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum.add(seconds);
     }
 
     /// A counter's current value (tests and health).
     pub fn counter(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
         self.counters
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(name, labels(pairs)))
-            .copied()
-            .unwrap_or(0.0)
+            .map_or(0.0, |c| c.get())
     }
 
     /// The Prometheus text exposition of everything recorded.
@@ -96,7 +127,7 @@ impl Metrics {
         let mut last = "";
         for ((name, l), v) in self
             .counters
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
@@ -107,15 +138,15 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {name} counter");
                 last = name;
             }
-            let _ = writeln!(out, "{name}{{{l}}} {v}");
+            let _ = writeln!(out, "{name}{{{l}}} {}", v.get());
         }
-        let hs = self
-            .histograms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let mut last = "";
-        for ((name, l), h) in &hs {
+        for ((name, l), h) in self
+            .histograms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             if *name != last {
                 if let Some(text) = help.get(name) {
                     let _ = writeln!(out, "# HELP {name} {text}");
@@ -125,13 +156,14 @@ impl Metrics {
             }
             let sep = if l.is_empty() { "" } else { "," };
             let mut cumulative = 0;
-            for (b, c) in BUCKETS.iter().zip(h.counts) {
-                cumulative += c;
+            for (b, c) in BUCKETS.iter().zip(&h.counts) {
+                cumulative += c.load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{b}\"}} {cumulative}");
             }
-            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{l}}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{{l}}} {}", h.count);
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{{l}}} {}", h.sum.get());
+            let _ = writeln!(out, "{name}_count{{{l}}} {count}");
         }
         out
     }
@@ -140,6 +172,14 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("a", r#"x"y\z"#), ("b", "n\nl")]),
+            r#"a="x\"y\\z",b="n\nl""#
+        );
+    }
 
     #[test]
     fn counters_and_histograms_render() {

@@ -157,6 +157,13 @@ pub struct UsageEvent {
     pub key_source: Option<String>,
 }
 
+/// A row for the background writer: batched, flushed before reads and at shutdown.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Audit(AuditEvent),
+    Usage(UsageEvent),
+}
+
 /// Usage summed per provider and model.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct UsageTotal {

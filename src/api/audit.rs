@@ -38,7 +38,7 @@ pub fn list(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
         limit: page_limit(ctx, 500)?,
     };
     // Rows queued by the batching writer are on disk before we read.
-    app.audit.flush();
+    app.records.flush();
     let rows = app.storage.audit_rows(&query)?;
     let next = (rows.len() as u32 == query.limit)
         .then(|| rows.last().map(|r| r.id.to_string()))

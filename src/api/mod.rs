@@ -87,106 +87,116 @@ pub fn routes() -> Router<(Access, Handler)> {
 /// Builds the function the HTTP server calls for each request.
 pub fn dispatcher(app: Arc<App>) -> Dispatch {
     let router = Arc::new(routes());
-    Arc::new(move |req: &Req| dispatch(&app, &router, req))
+    Arc::new(move |req: Req| dispatch(&app, &router, req))
 }
 
-fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
+/// The perimeter for a matched route, then its handler. Returns the actor (with the user
+/// once known) for the audit row.
+fn run_route(
+    app: &App,
+    req: &Req,
+    (access, handler): (Access, Handler),
+    mut actor: Actor,
+    extra_headers: &mut Vec<(String, String)>,
+    started: Instant,
+) -> (Result<Resp, ApiError>, Actor) {
+    let limits_on = app.config.rate_limit.enabled;
+    if access == Access::PublicAuth && limits_on {
+        let ip = actor.ip.clone().unwrap_or_default();
+        if let Err(e) =
+            perimeter::limit(&app.limits.auth_per_ip, &format!("ip:{ip}"), extra_headers)
+        {
+            return (Err(e), actor);
+        }
+    }
+    let mut auth = None;
+    let mut _in_flight = None;
+    if matches!(access, Access::User | Access::Admin) {
+        let caller = match perimeter::authenticate(app, req) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), actor),
+        };
+        actor.user_id = Some(caller.user.id.clone());
+        if access == Access::Admin && !caller.is_admin() {
+            return (Err(ApiError::forbidden("admins only")), actor);
+        }
+        if limits_on {
+            let key = format!("user:{}", caller.user.id);
+            if let Err(e) = perimeter::limit(&app.limits.per_user, &key, extra_headers) {
+                return (Err(e), actor);
+            }
+            match perimeter::enter(&app.limits.concurrent, &caller.user.id) {
+                Ok(guard) => _in_flight = Some(guard),
+                Err(e) => return (Err(e), actor),
+            }
+        }
+        auth = Some(caller);
+    }
+    let ctx = Ctx {
+        req,
+        auth,
+        actor,
+        started,
+    };
+    let result = match catch_unwind(AssertUnwindSafe(|| handler(app, &ctx))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!(
+                "api: handler for {} panicked (request_id={})",
+                req.route,
+                req.request_id
+            );
+            Err(ApiError::internal("internal error").with_detail("the handler panicked"))
+        }
+    };
+    (result, ctx.actor)
+}
+
+fn dispatch(app: &App, router: &Router<(Access, Handler)>, mut req: Req) -> Resp {
     let started = Instant::now();
     let show = app.config.errors_detail;
     let actor = Actor {
         user_id: None,
-        ip: Some(perimeter::client_ip(&app.config.server, req)),
+        ip: Some(perimeter::client_ip(&app.config.server, &req)),
         user_agent: req
             .header("user-agent")
             .map(|s| s.chars().take(512).collect()),
         request_id: Some(req.request_id.clone()),
     };
-    let cors = perimeter::cors_headers(&app.config.cors, req);
+    let cors = perimeter::cors_headers(&app.config.cors, &req);
     if req.method == Method::Options {
-        return perimeter::preflight(app, router, req, cors);
+        return perimeter::preflight(app, router, &req, cors);
     }
-    let mut ctx = Ctx {
-        req,
-        auth: None,
-        actor,
-        started,
-    };
     let mut extra_headers = Vec::new();
-    let mut route = String::new();
     let mut audited = true;
-    let result = (|| {
-        perimeter::check_origin(&app.config.cors, req)?;
-        let (access, handler, routed) = match router.find(req.method, &req.path) {
+    let found = match perimeter::check_origin(&app.config.cors, &req) {
+        Err(e) => Err(e),
+        Ok(()) => match router.find(req.method, &req.path) {
             Found::Route {
-                handler: (access, handler),
+                handler,
                 pattern,
                 params,
             } => {
-                let mut r = req.clone();
-                r.params = params;
-                r.route = pattern.to_string();
-                (access, handler, r)
+                req.params = params;
+                req.route = pattern.to_string();
+                Ok(handler)
             }
-            Found::MethodNotAllowed(allowed) => return Err(router::method_not_allowed(&allowed)),
-            Found::NotFound => {
-                return Err(ApiError::not_found(format!("no route for {}", req.path)));
-            }
-        };
-        route = routed.route.clone();
-        audited = access != Access::Probe;
-        let limits_on = app.config.rate_limit.enabled;
-        if access == Access::PublicAuth && limits_on {
-            let ip = ctx.actor.ip.clone().unwrap_or_default();
-            perimeter::limit(
-                &app.limits.auth_per_ip,
-                &format!("ip:{ip}"),
-                &mut extra_headers,
-            )?;
+            Found::MethodNotAllowed(allowed) => Err(router::method_not_allowed(&allowed)),
+            Found::NotFound => Err(ApiError::not_found(format!("no route for {}", req.path))),
+        },
+    };
+    let (result, actor) = match found {
+        Err(e) => (Err(e), actor),
+        Ok(route) => {
+            audited = route.0 != Access::Probe;
+            run_route(app, &req, route, actor, &mut extra_headers, started)
         }
-        let _in_flight = if matches!(access, Access::User | Access::Admin) {
-            let caller = perimeter::authenticate(app, req)?;
-            ctx.actor.user_id = Some(caller.user.id.clone());
-            if access == Access::Admin && !caller.is_admin() {
-                ctx.auth = Some(caller);
-                return Err(ApiError::forbidden("admins only"));
-            }
-            let guard = if limits_on {
-                perimeter::limit(
-                    &app.limits.per_user,
-                    &format!("user:{}", caller.user.id),
-                    &mut extra_headers,
-                )?;
-                Some(perimeter::enter(&app.limits.concurrent, &caller.user.id)?)
-            } else {
-                None
-            };
-            ctx.auth = Some(caller);
-            guard
-        } else {
-            None
-        };
-        let ctx = Ctx {
-            req: &routed,
-            auth: ctx.auth.clone(),
-            actor: ctx.actor.clone(),
-            started,
-        };
-        match catch_unwind(AssertUnwindSafe(|| handler(app, &ctx))) {
-            Ok(r) => r,
-            Err(_) => {
-                log::error!(
-                    "api: handler for {} panicked (request_id={})",
-                    routed.route,
-                    req.request_id
-                );
-                Err(ApiError::internal("internal error").with_detail("the handler panicked"))
-            }
-        }
-    })();
+    };
+    let route = req.route.clone();
     let mut resp = result.unwrap_or_else(|e| Resp::error(&e, &req.request_id, show));
     resp.headers.extend(cors);
     resp.headers.extend(extra_headers);
-    resp.user_id = ctx.actor.user_id.clone();
+    resp.user_id = actor.user_id.clone();
     let elapsed = started.elapsed().as_secs_f64();
     let route_label = if route.is_empty() {
         "unmatched"
@@ -215,7 +225,7 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
     if audited {
         let event = AuditEvent {
             action: "request".into(),
-            actor: ctx.actor,
+            actor,
             method: Some(req.method.as_str().into()),
             route: Some(if route.is_empty() {
                 crate::logging::redact(&req.path)
@@ -229,7 +239,7 @@ fn dispatch(app: &App, router: &Router<(Access, Handler)>, req: &Req) -> Resp {
             duration_ms: Some(elapsed * 1000.0),
             detail: None,
         };
-        app.audit.push(event);
+        app.audit(event);
     }
     resp
 }

@@ -29,7 +29,7 @@ pub fn get(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
         (false, _) => Some(caller.user.id.clone()),
     };
     // Rows queued by the batching writer are on disk before we read.
-    app.usage.flush();
+    app.records.flush();
     let totals = app.storage.usage_totals(scope.as_deref(), &since)?;
     let cost: f64 = totals.iter().map(|t| t.cost_usd).sum();
     let mut quota = Map::new();

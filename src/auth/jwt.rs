@@ -5,6 +5,8 @@ use crate::config::Secret;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 #[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct Claims {
@@ -22,7 +24,15 @@ pub struct Keys {
     ttl_s: i64,
     current: (String, EncodingKey),
     verify: Vec<(String, DecodingKey)>,
+    /// Tokens whose signature, algorithm and issuer already checked out: a repeat costs a
+    /// lookup instead of base64, a JSON parse and an HMAC (the process holds the signing
+    /// secret itself, so keeping live tokens in memory exposes nothing new).
+    /// Expiry is still checked on every use; revocation lives in storage.
+    verified: Mutex<HashMap<String, Claims>>,
 }
+
+/// Most verified tokens remembered (the map is cleared when full).
+const VERIFIED_CACHE: usize = 8192;
 
 /// A short, public id of a secret: the first 16 hex digits of its SHA-256.
 fn kid(secret: &Secret) -> String {
@@ -53,6 +63,7 @@ impl Keys {
             ttl_s: ttl_hours as i64 * 3600,
             current: (kid(current), encoding),
             verify,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -77,6 +88,30 @@ impl Keys {
     /// Verifies signature (HS256 only), issuer and expiry. The `kid` picks the secret; a
     /// token without one is tried against each secret.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(c) = cached {
+            return if c.exp > now {
+                Ok(c)
+            } else {
+                Err("ExpiredSignature".into())
+            };
+        }
+        let claims = self.verify_uncached(token)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Claims, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("bad token header: {e}"))?;
         if header.alg != Algorithm::HS256 {

@@ -97,12 +97,11 @@ pub fn authenticate(
         });
     }
     let claims = keys.verify(token).map_err(AuthError::Invalid)?;
-    if storage.is_jti_revoked(&claims.jti)? {
-        return Err(AuthError::Invalid("token revoked".into()));
-    }
     let user = storage
-        .user_by_id(&claims.sub)?
-        .ok_or_else(|| AuthError::Invalid("the token's user no longer exists".into()))?;
+        .user_for_jwt(&claims.sub, &claims.jti)?
+        .ok_or_else(|| {
+            AuthError::Invalid("the token is revoked or its user no longer exists".into())
+        })?;
     Ok(AuthContext {
         user,
         credential: Credential::Jwt {

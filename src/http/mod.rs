@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What the server calls for every well-formed request.
-pub type Dispatch = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
+pub type Dispatch = Arc<dyn Fn(Req) -> Resp + Send + Sync>;
 
 /// Settings of the socket layer.
 #[derive(Clone, Debug)]
@@ -161,7 +161,7 @@ fn serve_one(mut rq: tiny_http::Request, opts: &ServerOptions, dispatch: &Dispat
     let resp = match read_body(&mut rq, opts.max_body_bytes) {
         Ok(body) => {
             req.body = body;
-            match catch_unwind(AssertUnwindSafe(|| dispatch(&req))) {
+            match catch_unwind(AssertUnwindSafe(|| dispatch(req))) {
                 Ok(resp) => resp,
                 Err(panic) => {
                     let what = panic

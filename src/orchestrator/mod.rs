@@ -394,7 +394,7 @@ impl Orchestrator {
                     usage.completion_tokens = c.completion_tokens;
                     usage.cost_usd = cost;
                     usage.outcome = "ok".into();
-                    app.usage.push(usage);
+                    app.usage(usage);
                     self.account(app, p, &c, cost);
                     log::info!(target: "vel_tutor::provider", provider = p.as_str(), model = c.model.as_str(), attempt = attempt + 1, latency_ms = took.as_millis() as u64;
                         "provider call ok: {p} {} attempt {} in {} ms", c.model, attempt + 1, took.as_millis());
@@ -402,7 +402,7 @@ impl Orchestrator {
                 }
                 Err(e) => {
                     usage.outcome = e.outcome().into();
-                    app.usage.push(usage);
+                    app.usage(usage);
                     app.metrics.inc(
                         "vel_provider_calls_total",
                         &[("provider", p.as_str()), ("outcome", e.outcome())],

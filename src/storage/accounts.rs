@@ -91,11 +91,23 @@ impl Storage {
 
     pub fn user_by_id(&self, id: &str) -> Result<Option<User>> {
         self.read(|c| {
-            Ok(c.query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
-                [id],
-                user_row,
+            Ok(
+                c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+                    .query_row([id], user_row)
+                    .optional()?,
             )
+        })
+    }
+
+    /// The user behind a login token, unless the token's id is revoked: one read for the
+    /// whole check (this runs on every authenticated request).
+    pub fn user_for_jwt(&self, user_id: &str, jti: &str) -> Result<Option<User>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users
+                 WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2)"
+            ))?
+            .query_row([user_id, jti], user_row)
             .optional()?)
         })
     }
@@ -225,26 +237,25 @@ impl Storage {
     /// The live token with this hash and its owner.
     pub fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>> {
         self.read(|c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT t.id, u.id, u.email, u.name, u.role, u.created_at, t.last_used_at
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.token_hash = ?1 AND t.revoked_at IS NULL",
-                [token_hash],
-                |r| {
-                    let role: String = r.get(4)?;
-                    Ok(TokenOwner {
-                        token_id: r.get(0)?,
-                        last_used_at: r.get(6)?,
-                        user: User {
-                            id: r.get(1)?,
-                            email: r.get(2)?,
-                            name: r.get(3)?,
-                            role: Role::parse(&role).unwrap_or(Role::User),
-                            created_at: r.get(5)?,
-                        },
-                    })
-                },
-            )
+            )?
+            .query_row([token_hash], |r| {
+                let role: String = r.get(4)?;
+                Ok(TokenOwner {
+                    token_id: r.get(0)?,
+                    last_used_at: r.get(6)?,
+                    user: User {
+                        id: r.get(1)?,
+                        email: r.get(2)?,
+                        name: r.get(3)?,
+                        role: Role::parse(&role).unwrap_or(Role::User),
+                        created_at: r.get(5)?,
+                    },
+                })
+            })
             .optional()?)
         })
     }
@@ -283,11 +294,10 @@ impl Storage {
     pub fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
         self.read(|c| {
             Ok(
-                c.query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| {
-                    Ok(())
-                })
-                .optional()?
-                .is_some(),
+                c.prepare_cached("SELECT 1 FROM revoked_tokens WHERE jti = ?1")?
+                    .query_row([jti], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
             )
         })
     }

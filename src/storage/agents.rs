@@ -1,9 +1,33 @@
 //! Agents (per-user definitions of provider, model, prompt and kind) and usage events
 //! (one row per provider call, summed for /api/usage and monthly budgets).
 
+use super::audit::insert_event;
 use super::{Result, Storage, StorageError, now_rfc3339};
-use crate::model::{Agent, UsageEvent, UsageTotal};
+use crate::model::{Agent, Record, UsageEvent, UsageTotal};
 use rusqlite::{OptionalExtension, Row, params};
+
+fn insert_usage(tx: &rusqlite::Transaction<'_>, e: &UsageEvent) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO usage_events (user_id, agent_id, task_id, provider, model, prompt_tokens, completion_tokens,
+                                   cost_usd, latency_ms, outcome, key_source, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.user_id,
+        e.agent_id,
+        e.task_id,
+        e.provider,
+        e.model,
+        e.prompt_tokens as i64,
+        e.completion_tokens as i64,
+        e.cost_usd,
+        e.latency_ms as i64,
+        e.outcome,
+        e.key_source,
+        now_rfc3339()
+    ])?;
+    Ok(())
+}
 
 const AGENT_COLS: &str = "id, user_id, name, kind, provider, model, system_prompt, temperature, max_tokens, \
                           fallback, tool, arguments, created_at, updated_at";
@@ -106,20 +130,14 @@ impl Storage {
         })
     }
 
-    /// Writes usage rows in one transaction.
-    pub fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
-        let now = now_rfc3339();
+    /// Writes a batch of audit and usage rows in one transaction (the background writer).
+    pub fn record_all(&self, records: &[Record]) -> Result<()> {
         self.write(|tx| {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO usage_events (user_id, agent_id, task_id, provider, model, prompt_tokens, completion_tokens,
-                                           cost_usd, latency_ms, outcome, key_source, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for e in events {
-                st.execute(params![
-                    e.user_id, e.agent_id, e.task_id, e.provider, e.model, e.prompt_tokens as i64,
-                    e.completion_tokens as i64, e.cost_usd, e.latency_ms as i64, e.outcome, e.key_source, now
-                ])?;
+            for r in records {
+                match r {
+                    Record::Audit(e) => insert_event(tx, e)?,
+                    Record::Usage(u) => insert_usage(tx, u)?,
+                }
             }
             Ok(())
         })

@@ -142,6 +142,8 @@ impl Storage {
         let readers = r2d2::Pool::builder()
             .max_size(cfg.pool_size)
             .min_idle(Some(1))
+            // SQLite connections do not go stale; the check cost a query per checkout.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_millis(cfg.timeout_ms))
             .build(manager)?;
         Ok(Storage {

@@ -10,7 +10,7 @@ use vel_tutor::http::{self, ApiError, Req, Resp, ServerOptions};
 /// A bare server running the real http layer with a dispatch of our own: `/echo` parses
 /// JSON and returns it, `/panic` panics.
 fn echo_server(max_body: u64) -> (http::ServerHandle, String) {
-    let dispatch: http::Dispatch = Arc::new(|req: &Req| {
+    let dispatch: http::Dispatch = Arc::new(|req: Req| {
         let result: Result<Resp, ApiError> = match req.path.as_str() {
             "/echo" => req
                 .json::<Value>()

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -83,31 +83,31 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        use std::io::BufRead;
+        // vel_tutor patch: scans the buffer for the line end instead of reading one byte
+        // per call (it was a seventh of the server's instructions), and caps the length:
+        // a client sending an endless header line grew memory until the process died.
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let available = self.next_header_source.fill_buf()?;
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            let (take, found) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
             };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            buf.extend_from_slice(&available[..take]);
+            self.next_header_source.consume(take);
+            // Only CRLF ends a line; a lone LF is part of it.
+            if found && buf.len() >= 2 && buf[buf.len() - 2] == b'\r' {
+                buf.truncate(buf.len() - 2);
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            // vel_tutor patch: lines had no length limit, so a client sending an endless
-            // header line grew memory until the process died.
-            if buf.len() >= MAX_LINE_BYTES {
+            if buf.len() > MAX_LINE_BYTES {
                 return Err(IoError::new(ErrorKind::InvalidInput, "header line too long"));
             }
-            buf.push(byte);
         }
     }
 

@@ -1,0 +1,279 @@
+//! Chat benchmark: `POST /api/agents/:id/chat` through vel_tutor versus the same request
+//! sent straight to a fake upstream that answers at once, in one run.
+//! 1. Throughput: 32 keep-alive connections, closed loop, 10 s per path.
+//! 2. Added latency: an open-loop 500 req/s for 10 s per path (latency counted from each
+//!    request's scheduled time, so a stall is not hidden), P50/P95/P99 of each and of the
+//!    difference, plus vel_tutor's own `x-vel-overhead-ms`.
+//!
+//! Run: `cargo bench --bench chat [SECONDS] [RATE]`. Nothing leaves 127.0.0.1.
+//! `BENCH_WORKERS=N` sets vel_tutor's HTTP workers (default 8, the dev profile's);
+//! `BENCH_SERVE=1` only starts both servers and prints their URLs and credentials (for
+//! `wrk`); `BENCH_SEQ=N` sends N sequential chats and exits (for `valgrind --tool=callgrind`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "sk-bench-operator-key-000001";
+
+/// The fake upstream: answers every chat completion at once with a fixed body.
+fn fake_upstream() -> String {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let body = serde_json::json!({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+    })
+    .to_string();
+    for _ in 0..4 {
+        let (server, body) = (server.clone(), body.clone());
+        std::thread::spawn(move || {
+            for mut rq in server.incoming_requests() {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(rq.as_reader(), &mut sink);
+                let ct =
+                    tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+                        .expect("header");
+                let _ = rq.respond(tiny_http::Response::from_string(body.clone()).with_header(ct));
+            }
+        });
+    }
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+struct Target {
+    url: String,
+    auth: String,
+    body: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(64)
+        .max_idle_connections(64)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// One request; returns (ok, vel_tutor's own overhead in ms if reported).
+fn send(a: &ureq::Agent, t: &Target) -> (bool, Option<f64>) {
+    match a
+        .post(&t.url)
+        .header("Authorization", &t.auth)
+        .header("Content-Type", "application/json")
+        .send(t.body.as_str())
+    {
+        Ok(mut r) => {
+            let overhead = r
+                .headers()
+                .get("x-vel-overhead-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let ok = r.status().as_u16() == 200;
+            let _ = r.body_mut().read_to_vec();
+            (ok, overhead)
+        }
+        Err(_) => (false, None),
+    }
+}
+
+/// Closed loop: `conns` threads each with their own connection, for `secs`.
+fn throughput(t: &Arc<Target>, conns: usize, secs: u64) -> (f64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let (t, stop, ok, bad) = (t.clone(), stop.clone(), ok.clone(), bad.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                while !stop.load(Ordering::Relaxed) {
+                    if send(&a, &t).0 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    (
+        ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        bad.load(Ordering::Relaxed),
+    )
+}
+
+/// Open loop at `rate` req/s for `secs`: latencies (µs) from each scheduled send time.
+fn fixed_rate(t: &Arc<Target>, rate: u64, secs: u64) -> (Vec<f64>, Vec<f64>, u64) {
+    let total = rate * secs;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now() + Duration::from_millis(50);
+    let next = Arc::new(AtomicU64::new(0));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let own = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let bad = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (t, next, lat, own, bad) = (
+                t.clone(),
+                next.clone(),
+                lat.clone(),
+                own.clone(),
+                bad.clone(),
+            );
+            std::thread::spawn(move || {
+                let a = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let due = start + interval * i as u32;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let (ok, overhead) = send(&a, &t);
+                    let us = due.elapsed().as_secs_f64() * 1e6;
+                    if ok {
+                        lat.lock().expect("lat").push(us);
+                        if let Some(o) = overhead {
+                            own.lock().expect("own").push(o * 1000.0);
+                        }
+                    } else {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    let take = |m: Arc<Mutex<Vec<f64>>>| std::mem::take(&mut *m.lock().expect("samples"));
+    (take(lat), take(own), bad.load(Ordering::Relaxed))
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500);
+
+    let upstream = fake_upstream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = vel_tutor::config::Inputs {
+        profile_flag: Some("test".into()),
+        cli: [
+            (
+                "database.url",
+                dir.path().join("bench.sqlite3").display().to_string(),
+            ),
+            ("providers.openai.base_url", upstream.clone()),
+            ("providers.openai.api_key", KEY.to_string()),
+            (
+                "server.workers",
+                std::env::var("BENCH_WORKERS").unwrap_or("8".into()),
+            ),
+            ("database.pool_size", "8".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| ("--set".to_string(), k.to_string(), v))
+        .collect(),
+        cwd: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let config = vel_tutor::config::load(&inputs).config.expect("config");
+    let running = vel_tutor::app::start(config).expect("start");
+    let vel = running.url();
+    let a = agent();
+    let mut r = a
+        .post(&format!("{vel}/api/auth/register"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"email":"bench@example.com","password":"Correct-Horse-42!"}"#)
+        .expect("register");
+    let j: serde_json::Value =
+        serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("json");
+    let token = j["token"].as_str().expect("token").to_string();
+    let mut r = a
+        .post(&format!("{vel}/api/agents"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(r#"{"name":"bench","kind":"general","provider":"openai","fallback":false}"#)
+        .expect("agent");
+    let j: serde_json::Value =
+        serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("json");
+    let id = j["id"].as_str().expect("id").to_string();
+
+    let messages = r#"[{"role":"user","content":"What is six times seven?"}]"#;
+    let direct = Arc::new(Target {
+        url: format!("{upstream}/chat/completions"),
+        auth: format!("Bearer {KEY}"),
+        body: format!(r#"{{"model":"gpt-4o","messages":{messages}}}"#),
+    });
+    let via = Arc::new(Target {
+        url: format!("{vel}/api/agents/{id}/chat"),
+        auth: format!("Bearer {token}"),
+        body: format!(r#"{{"messages":{messages}}}"#),
+    });
+    assert!(send(&a, &via).0, "a chat through vel_tutor works");
+
+    if std::env::var("BENCH_SERVE").is_ok() {
+        println!("DIRECT {} {}", direct.url, direct.auth);
+        println!("VIA {} {}", via.url, via.auth);
+        std::thread::sleep(Duration::from_secs(600));
+    }
+    if let Ok(n) = std::env::var("BENCH_SEQ") {
+        let n: usize = n.parse().unwrap_or(1000);
+        let a2 = agent();
+        for _ in 0..n {
+            assert!(send(&a2, &via).0);
+        }
+        running.shutdown(Duration::from_secs(5));
+        return;
+    }
+    println!(
+        "# chat benchmark: {secs} s per phase, fixed rate {rate} req/s, 2-core machine, load generator in-process"
+    );
+    let (d_rps, d_bad) = throughput(&direct, 32, secs);
+    let (v_rps, v_bad) = throughput(&via, 32, secs);
+    println!(
+        "throughput, 32 connections: direct {d_rps:.0} req/s ({d_bad} errors); via vel_tutor {v_rps:.0} req/s ({v_bad} errors); ratio {:.2}",
+        v_rps / d_rps
+    );
+
+    let (mut dl, _, db) = fixed_rate(&direct, rate, secs);
+    let (mut vl, mut own, vb) = fixed_rate(&via, rate, secs);
+    println!(
+        "fixed {rate} req/s: direct {} ok / {db} errors; via vel_tutor {} ok / {vb} errors",
+        dl.len(),
+        vl.len()
+    );
+    println!(
+        "{:>6} {:>12} {:>14} {:>12} {:>22}",
+        "pct", "direct µs", "vel_tutor µs", "added µs", "x-vel-overhead-ms µs"
+    );
+    for p in [0.50, 0.95, 0.99] {
+        let (d, v, o) = (pct(&mut dl, p), pct(&mut vl, p), pct(&mut own, p));
+        println!(
+            "{:>5.0}% {d:>12.0} {v:>14.0} {:>12.0} {o:>22.0}",
+            p * 100.0,
+            v - d
+        );
+    }
+    running.shutdown(Duration::from_secs(5));
+}

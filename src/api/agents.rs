@@ -184,7 +184,7 @@ pub fn create(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
 }
 
 pub fn list(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
-    let limit = super::users::page_limit(ctx, 500)?;
+    let limit = super::params::page_limit(ctx, 500)?;
     let agents = app.storage.list_agents(owner_scope(ctx)?, limit)?;
     Ok(Resp::json(200, &json!({ "agents": agents })))
 }

@@ -2,7 +2,7 @@
 //! time, paginated by an opaque id cursor.
 
 use super::Ctx;
-use super::users::page_limit;
+use super::params::{page_limit, time};
 use crate::app::App;
 use crate::http::{ApiError, Resp};
 use crate::model::AuditQuery;
@@ -10,19 +10,7 @@ use serde_json::json;
 
 pub fn list(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
     let q = &ctx.req;
-    let since = match q.query_param("since") {
-        None => None,
-        Some(s) => Some(
-            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                .map(crate::storage::rfc3339)
-                .map_err(|_| {
-                    ApiError::invalid(
-                        "since",
-                        "since must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z",
-                    )
-                })?,
-        ),
-    };
+    let since = time(ctx, "since")?;
     let before_id = match q.query_param("cursor") {
         None => None,
         Some(c) => Some(

@@ -7,6 +7,7 @@ mod audit;
 mod health;
 mod integrations;
 mod metrics;
+mod params;
 mod perimeter;
 mod tokens;
 mod usage;

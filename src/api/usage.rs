@@ -9,17 +9,8 @@ use serde_json::{Map, Value, json};
 
 pub fn get(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
     let caller = ctx.caller()?;
-    let since = match ctx.req.query_param("since") {
-        None => crate::orchestrator::quota::month_start(),
-        Some(s) => time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-            .map(crate::storage::rfc3339)
-            .map_err(|_| {
-                ApiError::invalid(
-                    "since",
-                    "since must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z",
-                )
-            })?,
-    };
+    let since =
+        super::params::time(ctx, "since")?.unwrap_or_else(crate::orchestrator::quota::month_start);
     let asked = ctx.req.query_param("user_id");
     let scope = match (caller.is_admin(), asked) {
         (true, who) => who,

@@ -14,20 +14,6 @@ struct RoleBody {
     role: String,
 }
 
-/// `limit` from the query string: 1..=max, default 50.
-pub fn page_limit(ctx: &Ctx<'_>, max: u32) -> Result<u32, ApiError> {
-    match ctx.req.query_param("limit") {
-        None => Ok(50.min(max)),
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid("limit", format!("limit must be a number from 1 to {max}"))
-            }),
-    }
-}
-
 fn not_found_or(e: StorageError) -> ApiError {
     match e {
         StorageError::NotFound => ApiError::not_found("no such user"),
@@ -37,7 +23,7 @@ fn not_found_or(e: StorageError) -> ApiError {
 }
 
 pub fn list(app: &App, ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
-    let limit = page_limit(ctx, 200)?;
+    let limit = super::params::page_limit(ctx, 200)?;
     let cursor = ctx.req.query_param("cursor");
     let users = app.storage.list_users(cursor.as_deref(), limit)?;
     let next = (users.len() as u32 == limit)

@@ -482,21 +482,10 @@ impl Orchestrator {
                 providers::openai::chat(&self.clients[&p], p, &key.base_url, key.key.expose(), &req)
             }
             Work::ListTools => {
-                if p != ProviderName::TaskMaster {
-                    return Err(ProviderError::new(
-                        p,
-                        ErrorKind::BadRequest(400),
-                        format!("{p} cannot run MCP tools"),
-                    ));
-                }
-                let cfg = &app.config.providers[p.as_str()];
-                let mut session = mcp::Session::new(
-                    &self.clients[&p],
-                    &key.base_url,
-                    &cfg.auth_header,
-                    key.key.expose(),
-                );
-                let tools = session.list_tools().map_err(|e| mcp_error(p, e))?;
+                let tools = self
+                    .mcp_session(app, p, key)?
+                    .list_tools()
+                    .map_err(|e| mcp_error(p, e))?;
                 Ok(Completion {
                     output: json!(tools),
                     model: "tools/list".into(),
@@ -505,22 +494,9 @@ impl Orchestrator {
                 })
             }
             Work::Tool { arguments } => {
-                if p != ProviderName::TaskMaster {
-                    return Err(ProviderError::new(
-                        p,
-                        ErrorKind::BadRequest(400),
-                        format!("{p} cannot run MCP tools"),
-                    ));
-                }
                 let tool = agent.tool.as_deref().unwrap_or("");
-                let cfg = &app.config.providers[p.as_str()];
-                let mut session = mcp::Session::new(
-                    &self.clients[&p],
-                    &key.base_url,
-                    &cfg.auth_header,
-                    key.key.expose(),
-                );
-                let result = session
+                let result = self
+                    .mcp_session(app, p, key)?
                     .call_tool(tool, arguments)
                     .map_err(|e| mcp_error(p, e))?;
                 if result.is_error {
@@ -538,6 +514,29 @@ impl Orchestrator {
                 })
             }
         }
+    }
+
+    /// An MCP session with the provider, which must be the one that speaks MCP.
+    fn mcp_session<'a>(
+        &'a self,
+        app: &App,
+        p: ProviderName,
+        key: &ResolvedKey,
+    ) -> Result<mcp::Session<'a>, ProviderError> {
+        if p != ProviderName::TaskMaster {
+            return Err(ProviderError::new(
+                p,
+                ErrorKind::BadRequest(400),
+                format!("{p} cannot run MCP tools"),
+            ));
+        }
+        let cfg = &app.config.providers[p.as_str()];
+        Ok(mcp::Session::new(
+            &self.clients[&p],
+            &key.base_url,
+            &cfg.auth_header,
+            key.key.expose(),
+        ))
     }
 
     /// Adds the cost to the month's spend, alerting (log + one audit row) at the threshold.

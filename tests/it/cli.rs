@@ -28,29 +28,17 @@ fn secret_gen_prints_64_fresh_characters() {
 #[test]
 fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .args(["serve"])
-        .env("PORT", "0")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
-    assert!(line.contains("profile dev"), "{line}");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let server = serve(dir.path(), &[], &[("PORT", "0")]);
+    assert!(
+        server.line.contains("listening on http://127.0.0.1:"),
+        "{}",
+        server.line
+    );
+    assert!(server.line.contains("profile dev"), "{}", server.line);
     let r = crate::harness::send(
         &crate::harness::client(),
         "GET",
-        &format!("{url}/api/health"),
+        &format!("{}/api/health", server.url),
         &[],
         None,
     );
@@ -65,33 +53,60 @@ fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
     assert!(dir.path().join("data/vel_tutor_dev.sqlite3").exists());
 
     // SIGTERM: a clean exit with status 0.
-    unsafe_kill(child.id(), 15);
-    let status = wait_timeout(&mut child, Duration::from_secs(10));
-    assert_eq!(status, Some(0));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = server.stop(15);
     assert!(err.contains("WARNING: generated dev-only secrets"), "{err}");
 
-    // A second start reuses the same secrets and does not warn again.
-    let mut child = bin()
-        .args(["serve"])
-        .env("PORT", "0")
-        .current_dir(dir.path())
+    // A second start reuses the same secrets and does not warn again; SIGINT stops it.
+    let server = serve(dir.path(), &[], &[("PORT", "0")]);
+    assert!(server.line.contains("listening on"));
+    let err = server.stop(2);
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), text);
+    assert!(!err.contains("WARNING: generated"), "{err}");
+}
+
+/// A `vel_tutor serve` child, the first line it printed and the URL in it.
+pub struct Served {
+    pub child: std::process::Child,
+    pub line: String,
+    pub url: String,
+}
+
+/// Starts `vel_tutor serve ARGS` in `dir` with `env` and waits for its URL line.
+pub fn serve(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .args(args)
+        .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("listening on"));
-    unsafe_kill(child.id(), 2);
-    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
-    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), text);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(!err.contains("WARNING: generated"), "{err}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    Served { child, line, url }
+}
+
+impl Served {
+    /// Sends `sig`, expects a clean exit 0 within 10 s, and returns what it wrote to stderr.
+    pub fn stop(mut self, sig: i32) -> String {
+        unsafe_kill(self.child.id(), sig);
+        assert_eq!(
+            wait_timeout(&mut self.child, Duration::from_secs(10)),
+            Some(0)
+        );
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        err
+    }
 }
 
 pub fn unsafe_kill(pid: u32, sig: i32) {
@@ -232,30 +247,19 @@ fn prod_serve_refuses_to_start_without_secrets() {
 fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("grep.sqlite3");
-    let mut child = bin()
-        .args([
-            "serve",
+    let server = serve(
+        dir.path(),
+        &[
             "--profile",
             "test",
             "--database-url",
             db.to_str().unwrap(),
             "--set",
             "logging.level=trace",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+        ],
+        &[],
+    );
+    let url = server.url.clone();
     let a = crate::harness::client();
     let post = |path: &str, body: serde_json::Value, auth: Option<&str>| {
         let bearer = auth.map(|t| format!("Bearer {t}"));
@@ -304,10 +308,7 @@ fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
         204
     );
 
-    unsafe_kill(child.id(), 15);
-    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let logs = server.stop(15);
     assert!(
         logs.contains("/api/auth/login 401"),
         "the logs were captured: {logs}"
@@ -334,35 +335,18 @@ fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
 fn prod_style_json_logs_have_one_object_per_request() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.sqlite3");
-    let mut child = bin()
-        .args([
-            "serve",
-            "--profile",
-            "test",
-            "--database-url",
-            db.to_str().unwrap(),
-        ])
-        .args([
-            "--set",
-            "logging.format=json",
-            "--set",
-            "logging.level=info",
-        ])
-        .env("VEL_TUTOR__SERVER__NOPE", "1")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let args = [
+        "--profile",
+        "test",
+        "--database-url",
+        db.to_str().unwrap(),
+        "--set",
+        "logging.format=json",
+        "--set",
+        "logging.level=info",
+    ];
+    let server = serve(dir.path(), &args, &[("VEL_TUTOR__SERVER__NOPE", "1")]);
+    let url = server.url.clone();
     let r = crate::harness::send(
         &crate::harness::client(),
         "GET",
@@ -371,10 +355,7 @@ fn prod_style_json_logs_have_one_object_per_request() {
         None,
     );
     assert_eq!(r.status, 404);
-    unsafe_kill(child.id(), 15);
-    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = server.stop(15);
     let objects: Vec<serde_json::Value> = err
         .lines()
         .filter(|l| l.starts_with('{'))

@@ -368,51 +368,27 @@ fn operator_keys_are_checked_at_start_when_asked_and_never_stored() {
     assert!(!String::from_utf8_lossy(&bytes).contains("gsk_operator_groq"));
 }
 
-/// Starts the real binary in the test profile on `db`, returning it and its URL.
+/// The real binary in the test profile on `db`, logging everything.
 fn spawn_server(
     dir: &std::path::Path,
     db: &std::path::Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut cmd = crate::cli::bin();
-    cmd.args([
-        "serve",
+) -> (crate::cli::Served, String) {
+    let args = [
         "--profile",
         "test",
         "--database-url",
         db.to_str().unwrap(),
         "--set",
         "logging.level=trace",
-    ])
-    .current_dir(dir)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    (child, url)
+    ];
+    let server = crate::cli::serve(dir, &args, env);
+    let url = server.url.clone();
+    (server, url)
 }
 
-fn stop(mut child: std::process::Child) -> String {
-    crate::cli::unsafe_kill(child.id(), 15);
-    assert_eq!(
-        crate::cli::wait_timeout(&mut child, std::time::Duration::from_secs(10)),
-        Some(0)
-    );
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
-    logs
+fn stop(server: crate::cli::Served) -> String {
+    server.stop(15)
 }
 
 fn disk(db: &std::path::Path) -> String {

@@ -249,6 +249,9 @@ fn serve(args: &ConfigArgs) -> i32 {
         env!("CARGO_PKG_VERSION"),
         running.url()
     );
+    if let Some(public) = &running.app.config.server.public_url {
+        println!("public URL: {public}");
+    }
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }

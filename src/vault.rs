@@ -71,15 +71,19 @@ pub struct Vault {
     previous: Vec<MasterKey>,
 }
 
-/// Turns a VAULT_KEY setting into 32 key bytes: 64 hex digits, or base64 (standard or
-/// URL-safe) of exactly 32 bytes; anything else of 32+ characters is a passphrase run
-/// through Argon2id.
-pub fn parse_key(raw: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+/// What a VAULT_KEY setting is.
+enum KeyForm {
+    Bytes(Zeroizing<[u8; 32]>),
+    Passphrase,
+}
+
+/// 64 hex digits or base64 (standard or URL-safe) of exactly 32 bytes are key bytes;
+/// anything else of 32+ characters is a passphrase.
+fn key_form(raw: &str) -> Result<KeyForm, VaultError> {
     use base64::Engine;
-    let raw = raw.trim();
     let mut out = Zeroizing::new([0u8; 32]);
     if raw.len() == 64 && hex::decode_to_slice(raw, out.as_mut()).is_ok() {
-        return Ok(out);
+        return Ok(KeyForm::Bytes(out));
     }
     let engines = [
         base64::engine::general_purpose::STANDARD,
@@ -95,7 +99,7 @@ pub fn parse_key(raw: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
             .filter(|b| b.len() == 32)
         {
             out.copy_from_slice(&bytes);
-            return Ok(out);
+            return Ok(KeyForm::Bytes(out));
         }
     }
     if raw.chars().count() < 32 {
@@ -104,6 +108,21 @@ pub fn parse_key(raw: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
                 .into(),
         ));
     }
+    Ok(KeyForm::Passphrase)
+}
+
+/// Checks a VAULT_KEY setting without deriving anything (config validation).
+pub fn check_key_format(raw: &str) -> Result<(), VaultError> {
+    key_form(raw.trim()).map(|_| ())
+}
+
+/// Turns a VAULT_KEY setting into 32 key bytes; a passphrase goes through Argon2id.
+pub fn parse_key(raw: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+    let raw = raw.trim();
+    if let KeyForm::Bytes(b) = key_form(raw)? {
+        return Ok(b);
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
     argon2::Argon2::default()
         .hash_password_into(raw.as_bytes(), KDF_SALT, out.as_mut())
         .map_err(|e| VaultError::BadKey(format!("key derivation failed: {e}")))?;

@@ -350,7 +350,7 @@ impl Reader<'_> {
                 .map(|k| ("vault.keys_previous", k)),
         );
         for (name, k) in keys.filter(|(_, k)| !k.expose().is_empty()) {
-            if let Err(e) = crate::vault::parse_key(k.expose()) {
+            if let Err(e) = crate::vault::check_key_format(k.expose()) {
                 self.problems.push(format!("{name}: {e}"));
             }
         }

@@ -2,7 +2,6 @@
 //! secrets, persisted once in `data/dev_secrets.toml` with mode 0600.
 
 use super::layers::{Layered, Source};
-use base64::Engine;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Value;
@@ -35,11 +34,12 @@ impl fmt::Display for Secret {
     }
 }
 
-/// A fresh random secret of 64 URL-safe characters (48 random bytes).
+/// A fresh random secret: 32 random bytes as 64 hex digits. Good for SECRET_KEY_BASE and,
+/// being exactly 32 bytes, usable by the vault as a key without a passphrase KDF.
 pub fn generate_secret() -> String {
-    let mut bytes = Zeroizing::new([0u8; 48]);
+    let mut bytes = Zeroizing::new([0u8; 32]);
     getrandom::fill(bytes.as_mut()).expect("the operating system's random source failed");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref())
+    hex::encode(bytes.as_ref())
 }
 
 const DEV_KEYS: [(&str, &str); 2] = [

@@ -78,10 +78,13 @@ impl std::io::Write for Connection {
     }
 }
 impl Connection {
-    /// vel_tutor patch: read and write timeouts for both socket kinds.
+    /// vel_tutor patch: read and write timeouts for both socket kinds, and TCP_NODELAY:
+    /// a response larger than the 1 KiB write buffer leaves in two segments, and with
+    /// Nagle on the second waited for the client's delayed ACK (40 ms per response).
     pub(crate) fn set_timeouts(&self, t: Option<std::time::Duration>) {
         match self {
             Connection::Tcp(s) => {
+                s.set_nodelay(true).ok();
                 s.set_read_timeout(t).ok();
                 s.set_write_timeout(t).ok();
             }

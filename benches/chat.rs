@@ -28,16 +28,21 @@ fn fake_upstream() -> String {
     .to_string();
     for _ in 0..4 {
         let (server, body) = (server.clone(), body.clone());
-        std::thread::spawn(move || {
-            for mut rq in server.incoming_requests() {
-                let mut sink = Vec::new();
-                let _ = std::io::Read::read_to_end(rq.as_reader(), &mut sink);
-                let ct =
-                    tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-                        .expect("header");
-                let _ = rq.respond(tiny_http::Response::from_string(body.clone()).with_header(ct));
-            }
-        });
+        std::thread::Builder::new()
+            .name("fake".into())
+            .spawn(move || {
+                for mut rq in server.incoming_requests() {
+                    let mut sink = Vec::new();
+                    let _ = std::io::Read::read_to_end(rq.as_reader(), &mut sink);
+                    let ct = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"application/json"[..],
+                    )
+                    .expect("header");
+                    let _ =
+                        rq.respond(tiny_http::Response::from_string(body.clone()).with_header(ct));
+                }
+            });
     }
     format!("http://127.0.0.1:{port}/v1")
 }
@@ -53,7 +58,8 @@ fn agent() -> ureq::Agent {
         .http_status_as_error(false)
         .max_idle_connections_per_host(64)
         .max_idle_connections(64)
-        .timeout_global(Some(Duration::from_secs(10)))
+        // No global timeout: with one, ureq 3.5 resolves the host in a new thread per
+        // request, which would make the load generator, not the servers, the bottleneck.
         .build()
         .into()
 }
@@ -87,23 +93,25 @@ fn throughput(t: &Arc<Target>, conns: usize, secs: u64) -> (f64, u64) {
     let handles: Vec<_> = (0..conns)
         .map(|_| {
             let (t, stop, ok, bad) = (t.clone(), stop.clone(), ok.clone(), bad.clone());
-            std::thread::spawn(move || {
-                let a = agent();
-                while !stop.load(Ordering::Relaxed) {
-                    if send(&a, &t).0 {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        bad.fetch_add(1, Ordering::Relaxed);
+            std::thread::Builder::new()
+                .name("gen".into())
+                .spawn(move || {
+                    let a = agent();
+                    while !stop.load(Ordering::Relaxed) {
+                        if send(&a, &t).0 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            bad.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                }
-            })
+                })
         })
         .collect();
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
     for h in handles {
-        let _ = h.join();
+        let _ = h.expect("thread").join();
     }
     (
         ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
@@ -129,33 +137,35 @@ fn fixed_rate(t: &Arc<Target>, rate: u64, secs: u64) -> (Vec<f64>, Vec<f64>, u64
                 own.clone(),
                 bad.clone(),
             );
-            std::thread::spawn(move || {
-                let a = agent();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let due = start + interval * i as u32;
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let (ok, overhead) = send(&a, &t);
-                    let us = due.elapsed().as_secs_f64() * 1e6;
-                    if ok {
-                        lat.lock().expect("lat").push(us);
-                        if let Some(o) = overhead {
-                            own.lock().expect("own").push(o * 1000.0);
+            std::thread::Builder::new()
+                .name("genrate".into())
+                .spawn(move || {
+                    let a = agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            break;
                         }
-                    } else {
-                        bad.fetch_add(1, Ordering::Relaxed);
+                        let due = start + interval * i as u32;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let (ok, overhead) = send(&a, &t);
+                        let us = due.elapsed().as_secs_f64() * 1e6;
+                        if ok {
+                            lat.lock().expect("lat").push(us);
+                            if let Some(o) = overhead {
+                                own.lock().expect("own").push(o * 1000.0);
+                            }
+                        } else {
+                            bad.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                }
-            })
+                })
         })
         .collect();
     for h in handles {
-        let _ = h.join();
+        let _ = h.expect("thread").join();
     }
     let take = |m: Arc<Mutex<Vec<f64>>>| std::mem::take(&mut *m.lock().expect("samples"));
     (take(lat), take(own), bad.load(Ordering::Relaxed))
@@ -249,7 +259,10 @@ fn main() {
     println!(
         "# chat benchmark: {secs} s per phase, fixed rate {rate} req/s, 2-core machine, load generator in-process"
     );
-    // Three alternating rounds; the median of each path (this machine's neighbours are noisy).
+    // Warm up both paths (connection pools, thread pools, SQLite page cache), then three
+    // alternating rounds; the median of each path (this machine's neighbours are noisy).
+    throughput(&direct, 32, 2);
+    throughput(&via, 32, 2);
     let (mut d_all, mut v_all, mut errors) = (Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
         let (d, db) = throughput(&direct, 32, secs / 2 + 1);

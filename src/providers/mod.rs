@@ -4,6 +4,7 @@
 pub mod local;
 pub mod mcp;
 pub mod openai;
+mod resolver;
 
 use crate::config::ProviderConfig;
 use std::fmt;
@@ -233,14 +234,18 @@ impl fmt::Display for CheckError {
 /// A blocking HTTP agent for one provider: its timeout covers connect + response, up to
 /// `pool` idle connections are kept, statuses are values (not errors).
 pub fn agent(timeout_ms: u64, pool: u32) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_millis(timeout_ms)))
         .max_idle_connections_per_host(pool as usize)
         .max_idle_connections(pool as usize)
         .user_agent(concat!("vel_tutor/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolver::CachingResolver::default(),
+    )
 }
 
 /// Checks `key` against the live provider at `base_url`: `GET {base_url}/models` for the

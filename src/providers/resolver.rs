@@ -44,15 +44,15 @@ impl Resolver for CachingResolver {
         }
         let key = format!("{host}:{port}");
         let now = Instant::now();
-        if let Some((at, addrs)) = self
+        let fresh = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
-        {
-            if now.duration_since(*at) < TTL {
-                return Ok(addrs.clone());
-            }
+            .filter(|(at, _)| now.duration_since(*at) < TTL)
+            .map(|(_, addrs)| addrs.clone());
+        if let Some(addrs) = fresh {
+            return Ok(addrs);
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

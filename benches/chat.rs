@@ -28,7 +28,7 @@ fn fake_upstream() -> String {
     .to_string();
     for _ in 0..4 {
         let (server, body) = (server.clone(), body.clone());
-        std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("fake".into())
             .spawn(move || {
                 for mut rq in server.incoming_requests() {

@@ -60,9 +60,27 @@ impl ServerHandle {
     }
 }
 
+/// Binds `addr`. `[::]` means IPv4 and IPv6; on a host without IPv6 it falls back to
+/// `0.0.0.0` on the same port (with a warning) rather than refusing to start.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) => match addr.parse::<SocketAddr>() {
+            Ok(SocketAddr::V6(v6)) if v6.ip().is_unspecified() => {
+                log::warn!(
+                    "http: cannot listen on {addr} ({e}); IPv6 seems unavailable, listening on 0.0.0.0:{}",
+                    v6.port()
+                );
+                std::net::TcpListener::bind(("0.0.0.0", v6.port()))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
 /// Binds and starts `opts.workers` worker threads.
 pub fn start(opts: ServerOptions, dispatch: Dispatch) -> std::io::Result<ServerHandle> {
-    let listener = std::net::TcpListener::bind(&opts.bind)?;
+    let listener = bind(&opts.bind)?;
     let addr = listener.local_addr()?;
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| std::io::Error::other(e.to_string()))?;

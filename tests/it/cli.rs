@@ -50,7 +50,20 @@ fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let text = std::fs::read_to_string(&secrets).unwrap();
     assert!(text.contains("secret_key_base") && text.contains("vault_key"));
-    assert!(dir.path().join("data/vel_tutor_dev.sqlite3").exists());
+    let db_mode = std::fs::metadata(dir.path().join("data/vel_tutor_dev.sqlite3"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        db_mode & 0o777,
+        0o600,
+        "the database is readable by its owner only"
+    );
+    let dir_mode = std::fs::metadata(dir.path().join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
 
     // SIGTERM: a clean exit with status 0.
     let err = server.stop(15);

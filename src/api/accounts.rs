@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::app::App;
 use crate::auth::password::{self, Email, Password};
 use crate::auth::{Credential, jwt::Claims};
-use crate::http::{ApiError, ErrorCode, Resp};
+use crate::http::{ApiError, Resp};
 use crate::model::{AuditEvent, Role, User};
 use crate::storage::StorageError;
 use serde::Deserialize;
@@ -27,13 +27,7 @@ struct LoginBody {
 /// A slot for one bcrypt run, or 503 at once when half the workers are already hashing
 /// (failing fast keeps the other half free for every other route).
 fn bcrypt_slot(app: &App) -> Result<crate::ratelimit::InFlight, ApiError> {
-    app.bcrypt_slots.enter("bcrypt").ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the server is busy checking passwords; retry shortly",
-        )
-        .with_header("Retry-After", "1")
-    })
+    super::perimeter::slot(&app.bcrypt_slots, "checking passwords")
 }
 
 /// `{user, token, expires_at}` for a freshly issued login token.

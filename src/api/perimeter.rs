@@ -124,6 +124,18 @@ pub fn limit(
     Err(e)
 }
 
+/// A slot in a server-wide gate (password hashing, provider calls), or 503 at once when
+/// all are taken: failing fast keeps the remaining workers free for every other route.
+pub fn slot(gate: &Concurrency, busy_with: &str) -> Result<InFlight, ApiError> {
+    gate.enter("").ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the server is busy {busy_with}; retry shortly"),
+        )
+        .with_header("Retry-After", "1")
+    })
+}
+
 /// Enters the per-user in-flight limit; 429 `too_many_concurrent` when full.
 pub fn enter(c: &Concurrency, user_id: &str) -> Result<InFlight, ApiError> {
     c.enter(user_id).ok_or_else(|| {

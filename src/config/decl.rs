@@ -81,8 +81,8 @@ fn build() -> Vec<Decl> {
         o,
         "server.workers",
         Int,
-        per("8", "4", "16"),
-        "Fixed number of request worker threads.",
+        per("16", "4", "64"),
+        "Fixed number of request worker threads. A provider call holds its worker while the model answers, so this is also how many chats can wait at once.",
     );
     push(
         o,

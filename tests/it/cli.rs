@@ -465,3 +465,57 @@ fn admin_create_takes_the_password_from_env_or_stdin() {
         ]
     );
 }
+
+#[test]
+fn the_server_recovers_after_running_out_of_file_descriptors() {
+    // Unpatched tiny_http panicked in its accept thread on EMFILE and never accepted again.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48; exec {} serve --profile test --database-url sqlite://fd.sqlite3 --set server.workers=2",
+            env!("CARGO_BIN_EXE_vel_tutor")
+        ))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    // More connections than the process has descriptors for.
+    let flood: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(flood);
+    let mut status = 0;
+    for _ in 0..30 {
+        let a = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .new_agent();
+        if let Ok(r) = a.get(&format!("{url}/api/health")).call() {
+            status = r.status().as_u16();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status, 200,
+        "the server answers again once the flood is gone"
+    );
+    unsafe_kill(child.id(), 15);
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+}

@@ -318,7 +318,16 @@ impl Server {
                         sock.set_timeouts(Some(IDLE_TIMEOUT));
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => match RefinedTcpStream::try_new(sock) {
+                                Ok(pair) => pair,
+                                Err(e) => {
+                                    // vel_tutor patch: out of descriptors; this connection
+                                    // is dropped (closed), the server goes on.
+                                    log::error!("Error accepting new client: {}", e);
+                                    thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection

@@ -89,6 +89,27 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
+    /// vel_tutor patch: `new` duplicates the socket with `try_clone().unwrap()`, so when
+    /// file descriptors ran out (EMFILE) the accept thread panicked and the server never
+    /// accepted again. This variant reports the error instead.
+    pub(crate) fn try_new(conn: Connection) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
+        let read = Stream::Http(conn.try_clone()?);
+        let write = Stream::Http(conn);
+        Ok((
+            RefinedTcpStream {
+                stream: read,
+                close_read: true,
+                close_write: false,
+            },
+            RefinedTcpStream {
+                stream: write,
+                close_read: false,
+                close_write: true,
+            },
+        ))
+    }
+
+    #[allow(dead_code)]
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,

@@ -122,7 +122,11 @@ fn worker(
         match server.recv_timeout(Duration::from_millis(250)) {
             Ok(Some(rq)) => {
                 in_flight.fetch_add(1, Ordering::SeqCst);
-                serve_one(rq, opts, dispatch);
+                // The dispatch has its own catch (a 500 with the request id); this one keeps
+                // the worker alive through a panic anywhere else (reading, writing).
+                if catch_unwind(AssertUnwindSafe(|| serve_one(rq, opts, dispatch))).is_err() {
+                    log::error!("http: a request failed outside its handler; the worker goes on");
+                }
                 in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Ok(None) => {}

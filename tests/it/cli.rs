@@ -122,6 +122,30 @@ impl Served {
     }
 }
 
+/// `vel_tutor serve` in the test profile on `db`, logging everything.
+pub fn serve_test_db(dir: &std::path::Path, db: &std::path::Path, env: &[(&str, &str)]) -> Served {
+    let args = [
+        "--profile",
+        "test",
+        "--database-url",
+        db.to_str().unwrap(),
+        "--set",
+        "logging.level=trace",
+    ];
+    serve(dir, &args, env)
+}
+
+/// Everything SQLite wrote for `db` (the file, its WAL and shared memory), as text.
+pub fn disk(db: &std::path::Path) -> String {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(b) = std::fs::read(format!("{}{suffix}", db.display())) {
+            all.extend(b);
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
 pub fn unsafe_kill(pid: u32, sig: i32) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -260,18 +284,7 @@ fn prod_serve_refuses_to_start_without_secrets() {
 fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("grep.sqlite3");
-    let server = serve(
-        dir.path(),
-        &[
-            "--profile",
-            "test",
-            "--database-url",
-            db.to_str().unwrap(),
-            "--set",
-            "logging.level=trace",
-        ],
-        &[],
-    );
+    let server = serve_test_db(dir.path(), &db, &[]);
     let url = server.url.clone();
     let a = crate::harness::client();
     let post = |path: &str, body: serde_json::Value, auth: Option<&str>| {
@@ -327,13 +340,7 @@ fn passwords_and_tokens_never_reach_the_database_file_or_the_logs() {
         "the logs were captured: {logs}"
     );
 
-    let mut disk = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        if let Ok(b) = std::fs::read(format!("{}{suffix}", db.display())) {
-            disk.extend(b);
-        }
-    }
-    let disk = String::from_utf8_lossy(&disk);
+    let disk = disk(&db);
     assert!(disk.contains("grep@example.com"), "the database was read");
     for secret in [password, wrong, vt.as_str(), jwt.as_str()] {
         assert!(

@@ -368,45 +368,13 @@ fn operator_keys_are_checked_at_start_when_asked_and_never_stored() {
     assert!(!String::from_utf8_lossy(&bytes).contains("gsk_operator_groq"));
 }
 
-/// The real binary in the test profile on `db`, logging everything.
-fn spawn_server(
-    dir: &std::path::Path,
-    db: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (crate::cli::Served, String) {
-    let args = [
-        "--profile",
-        "test",
-        "--database-url",
-        db.to_str().unwrap(),
-        "--set",
-        "logging.level=trace",
-    ];
-    let server = crate::cli::serve(dir, &args, env);
-    let url = server.url.clone();
-    (server, url)
-}
-
-fn stop(server: crate::cli::Served) -> String {
-    server.stop(15)
-}
-
-fn disk(db: &std::path::Path) -> String {
-    let mut all = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        if let Ok(b) = std::fs::read(format!("{}{suffix}", db.display())) {
-            all.extend(b);
-        }
-    }
-    String::from_utf8_lossy(&all).into_owned()
-}
-
 #[test]
 fn a_stored_key_appears_nowhere_in_clear() {
     let fake = fakes::openai(&[GOOD]);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("scan.sqlite3");
-    let (child, url) = spawn_server(dir.path(), &db, &[]);
+    let child = crate::cli::serve_test_db(dir.path(), &db, &[]);
+    let url = child.url.clone();
     let a = crate::harness::client();
     let mut bodies = Vec::new();
     let mut call = |m: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
@@ -465,12 +433,12 @@ fn a_stored_key_appears_nowhere_in_clear() {
     );
     assert_eq!(call("GET", "/api/integrations", Some(&t), None).status, 200);
     call("GET", "/api/health", None, None);
-    let logs = stop(child);
+    let logs = child.stop(15);
     assert!(
         logs.contains("/api/integrations/openai 200"),
         "logs captured: {logs}"
     );
-    let disk = disk(&db);
+    let disk = crate::cli::disk(&db);
     assert!(
         disk.contains("scan@example.com"),
         "the database files were read"
@@ -493,7 +461,8 @@ fn vault_rotate_reseals_everything_and_the_old_key_is_then_unneeded() {
     let old = "a1".repeat(32);
     let new = "b2".repeat(32);
     // Store three keys under the old vault key.
-    let (child, url) = spawn_server(dir.path(), &db, &[("VAULT_KEY", &old)]);
+    let child = crate::cli::serve_test_db(dir.path(), &db, &[("VAULT_KEY", &old)]);
+    let url = child.url.clone();
     let a = crate::harness::client();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -556,7 +525,7 @@ fn vault_rotate_reseals_everything_and_the_old_key_is_then_unneeded() {
     assert!(out.contains("re-sealed 3 key(s)"), "{out}");
     let health = crate::harness::send(&a, "GET", &format!("{url}/api/health"), &[], None);
     assert_eq!(health.status, 200);
-    stop(child);
+    child.stop(15);
     // Running it again finds nothing to do.
     let o = rotate(&[("VAULT_KEY", &new), ("VAULT_KEYS_PREVIOUS", &old)]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("re-sealed 0 key(s)"));

@@ -88,7 +88,7 @@ impl App {
                 .map_err(|e| e.to_string())?,
             operator_checks: Default::default(),
             orchestrator: crate::orchestrator::Orchestrator::new(&config),
-            metrics: crate::metrics::Metrics::new(),
+            metrics: described_metrics(),
             records: BatchWriter::start("records", storage.clone(), 8192, |s, rows| {
                 s.record_all(rows)
             }),
@@ -251,6 +251,39 @@ fn check_operator_keys(app: &Arc<App>) {
     if let Err(e) = spawned {
         log::error!("could not start the operator key check: {e}");
     }
+}
+
+/// The metrics registry with a `# HELP` line for every series the app records.
+fn described_metrics() -> crate::metrics::Metrics {
+    let m = crate::metrics::Metrics::new();
+    for (name, help) in [
+        (
+            "vel_http_request_duration_seconds",
+            "Request latency per route.",
+        ),
+        (
+            "vel_http_requests_total",
+            "Requests per route and status class.",
+        ),
+        (
+            "vel_routing_decisions_total",
+            "Which provider served a request, and whether by fallback.",
+        ),
+        (
+            "vel_routing_skips_total",
+            "Providers passed over, with the reason.",
+        ),
+        ("vel_provider_calls_total", "Provider calls by outcome."),
+        ("vel_provider_latency_seconds", "Provider call latency."),
+        (
+            "vel_provider_tokens_total",
+            "Tokens per provider and direction.",
+        ),
+        ("vel_provider_cost_usd_total", "USD spent per provider."),
+    ] {
+        m.describe(name, help);
+    }
+    m
 }
 
 /// Purges revoked token ids once their tokens have expired anyway: at start, then every

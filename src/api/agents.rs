@@ -138,13 +138,12 @@ fn validate(a: &Agent) -> Result<(), ApiError> {
 
 /// The caller's own agent, or any for admins; 404 otherwise (ids cannot be probed).
 fn load(app: &App, ctx: &Ctx<'_>) -> Result<Agent, ApiError> {
-    let caller = ctx.caller()?;
-    let owner = (!caller.is_admin()).then_some(caller.user.id.as_str());
     app.storage
-        .agent(ctx.req.param("id"), owner)?
+        .agent(ctx.req.param("id"), owner_scope(ctx)?)?
         .ok_or_else(|| ApiError::not_found("no such agent"))
 }
 
+/// The owner to filter by: the caller, or nobody (all agents) for admins.
 fn owner_scope<'a>(ctx: &'a Ctx<'_>) -> Result<Option<&'a str>, ApiError> {
     let caller = ctx.caller()?;
     Ok((!caller.is_admin()).then_some(caller.user.id.as_str()))

@@ -89,16 +89,6 @@ impl Storage {
         })
     }
 
-    pub fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        self.read(|c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
-                    .query_row([id], user_row)
-                    .optional()?,
-            )
-        })
-    }
-
     /// The user behind a login token, unless the token's id is revoked: one read for the
     /// whole check (this runs on every authenticated request).
     pub fn user_for_jwt(&self, user_id: &str, jti: &str) -> Result<Option<User>> {
@@ -309,16 +299,6 @@ impl Storage {
                 "DELETE FROM revoked_tokens WHERE expires_at < ?1",
                 [now_rfc3339()],
             )?)
-        })
-    }
-
-    pub fn count_admins(&self) -> Result<i64> {
-        self.read(|c| {
-            Ok(
-                c.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
-                    r.get(0)
-                })?,
-            )
         })
     }
 }

@@ -34,16 +34,6 @@ impl Storage {
         self.write(|tx| insert_event(tx, e))
     }
 
-    /// Writes a batch of rows in one transaction.
-    pub fn record_events(&self, events: &[AuditEvent]) -> Result<()> {
-        self.write(|tx| {
-            for e in events {
-                insert_event(tx, e)?;
-            }
-            Ok(())
-        })
-    }
-
     /// Audit rows, newest first.
     pub fn audit_rows(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
         self.read(|c| {

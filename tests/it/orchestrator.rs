@@ -964,6 +964,7 @@ fn metrics_count_decisions_for_admins_and_the_metrics_token() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     for needle in [
+        "# HELP vel_routing_decisions_total ",
         "vel_routing_decisions_total{provider=\"openai\",fallback=\"false\"} 1",
         "vel_provider_calls_total{provider=\"openai\",outcome=\"ok\"} 1",
         "vel_provider_tokens_total{provider=\"openai\",direction=\"prompt\"} 11",

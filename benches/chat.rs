@@ -47,6 +47,42 @@ fn fake_upstream() -> String {
     format!("http://127.0.0.1:{port}/v1")
 }
 
+/// The floor for any proxy on this stack: tiny_http with the same worker pool as
+/// vel_tutor's, forwarding each body to the upstream with ureq and returning the answer,
+/// with no authentication, database, routing or accounting.
+fn bare_proxy(upstream: &str, workers: usize) -> String {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let client = agent();
+    let url = format!("{upstream}/chat/completions");
+    for _ in 0..workers {
+        let (server, client, url) = (server.clone(), client.clone(), url.clone());
+        let _ = std::thread::Builder::new()
+            .name("bare".into())
+            .spawn(move || {
+                for mut rq in server.incoming_requests() {
+                    let mut body = Vec::new();
+                    let _ = std::io::Read::read_to_end(rq.as_reader(), &mut body);
+                    let answer = client
+                        .post(&url)
+                        .header("Authorization", &format!("Bearer {KEY}"))
+                        .header("Content-Type", "application/json")
+                        .send(&body[..])
+                        .ok()
+                        .and_then(|mut r| r.body_mut().read_to_vec().ok())
+                        .unwrap_or_default();
+                    let ct = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"application/json"[..],
+                    )
+                    .expect("header");
+                    let _ = rq.respond(tiny_http::Response::from_data(answer).with_header(ct));
+                }
+            });
+    }
+    format!("http://127.0.0.1:{port}/v1/chat/completions")
+}
+
 struct Target {
     url: String,
     auth: String,
@@ -184,6 +220,10 @@ fn main() {
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500);
 
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(8);
     let upstream = fake_upstream();
     let dir = tempfile::tempdir().expect("tempdir");
     let inputs = vel_tutor::config::Inputs {
@@ -195,10 +235,7 @@ fn main() {
             ),
             ("providers.openai.base_url", upstream.clone()),
             ("providers.openai.api_key", KEY.to_string()),
-            (
-                "server.workers",
-                std::env::var("BENCH_WORKERS").unwrap_or("8".into()),
-            ),
+            ("server.workers", workers.to_string()),
             ("database.pool_size", "8".to_string()),
         ]
         .into_iter()
@@ -241,10 +278,17 @@ fn main() {
         body: format!(r#"{{"messages":{messages}}}"#),
     });
     assert!(send(&a, &via).0, "a chat through vel_tutor works");
+    let bare = Arc::new(Target {
+        url: bare_proxy(&upstream, workers),
+        auth: String::new(),
+        body: direct.body.clone(),
+    });
+    assert!(send(&a, &bare).0, "the bare proxy works");
 
     if std::env::var("BENCH_SERVE").is_ok() {
         println!("DIRECT {} {}", direct.url, direct.auth);
         println!("VIA {} {}", via.url, via.auth);
+        println!("BARE {} Bearer none", bare.url);
         std::thread::sleep(Duration::from_secs(600));
     }
     if let Ok(n) = std::env::var("BENCH_SEQ") {
@@ -263,19 +307,27 @@ fn main() {
     // alternating rounds; the median of each path (this machine's neighbours are noisy).
     throughput(&direct, 32, 2);
     throughput(&via, 32, 2);
-    let (mut d_all, mut v_all, mut errors) = (Vec::new(), Vec::new(), 0);
+    throughput(&bare, 32, 2);
+    let (mut d_all, mut v_all, mut b_all, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
         let (d, db) = throughput(&direct, 32, secs / 2 + 1);
         let (v, vb) = throughput(&via, 32, secs / 2 + 1);
+        let (b, bb) = throughput(&bare, 32, secs / 2 + 1);
         d_all.push(d);
         v_all.push(v);
-        errors += db + vb;
+        b_all.push(b);
+        errors += db + vb + bb;
     }
-    println!("  rounds (req/s): direct {d_all:.0?}, via {v_all:.0?}");
-    let (d_rps, v_rps) = (pct(&mut d_all, 0.5), pct(&mut v_all, 0.5));
+    println!("  rounds (req/s): direct {d_all:.0?}, via {v_all:.0?}, bare proxy {b_all:.0?}");
+    let (d_rps, v_rps, b_rps) = (
+        pct(&mut d_all, 0.5),
+        pct(&mut v_all, 0.5),
+        pct(&mut b_all, 0.5),
+    );
     println!(
-        "throughput, 32 connections, median of 3 rounds: direct {d_rps:.0} req/s; via vel_tutor {v_rps:.0} req/s; ratio {:.2}; {errors} errors",
-        v_rps / d_rps
+        "throughput, 32 connections, median of 3 rounds: direct {d_rps:.0} req/s; via vel_tutor {v_rps:.0} req/s; ratio {:.2}; bare proxy {b_rps:.0} req/s, ratio {:.2}; {errors} errors",
+        v_rps / d_rps,
+        b_rps / d_rps
     );
 
     let (mut dl, _, db) = fixed_rate(&direct, rate, secs);

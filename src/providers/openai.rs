@@ -2,7 +2,7 @@
 //! and key format): the key check, and the error body mapping shared with completions.
 
 use super::{ChatRequest, CheckError, Completion, ErrorKind, ProviderError, ProviderName};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 /// The `error.code` / `error.type` / `error.message` of an OpenAI-style error body. The
@@ -109,19 +109,19 @@ pub fn chat(
     req: &ChatRequest<'_>,
 ) -> Result<Completion, ProviderError> {
     let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-    let mut body = json!({ "model": req.model, "messages": req.messages });
-    if let Some(t) = req.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(m) = req.max_tokens {
-        body["max_tokens"] = json!(m);
-    }
+    let body = serde_json::to_string(&WireRequest {
+        model: req.model,
+        messages: req.messages,
+        temperature: req.temperature,
+        max_tokens: req.max_tokens,
+    })
+    .map_err(|e| ProviderError::new(provider, ErrorKind::BadResponse, e.to_string()))?;
     let resp = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {key}"))
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
-        .send(body.to_string());
+        .send(body);
     let mut resp = resp.map_err(|e| transport_error(provider, &e))?;
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -145,11 +145,62 @@ pub fn chat(
 
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 
+/// The request body of a chat completion.
+#[derive(serde::Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [super::Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+/// The parts of a completion vel_tutor reads; every other field is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct WireCompletion {
+    model: Option<String>,
+    choices: Vec<WireChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireChoice {
+    message: WireMessage,
+}
+
+#[derive(serde::Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+/// Reads a 2xx completion: typed first (no JSON tree for the fields nobody reads), then,
+/// if some field has an unexpected type, leniently through a `Value`.
 fn parse_completion(
     provider: ProviderName,
     text: &str,
     asked: &str,
 ) -> Result<Completion, ProviderError> {
+    if let Ok(w) = serde_json::from_str::<WireCompletion>(text)
+        && let Some(content) = w.choices.into_iter().next().and_then(|c| c.message.content)
+    {
+        let usage = w.usage.unwrap_or(WireUsage {
+            prompt_tokens: None,
+            completion_tokens: None,
+        });
+        return Ok(Completion {
+            output: Value::String(content),
+            model: w.model.unwrap_or_else(|| asked.to_string()),
+            prompt_tokens: usage.prompt_tokens.unwrap_or(0),
+            completion_tokens: usage.completion_tokens.unwrap_or(0),
+        });
+    }
     let v: Value = serde_json::from_str(text).map_err(|_| {
         ProviderError::new(
             provider,
@@ -234,4 +285,51 @@ fn transport_error(provider: ProviderName, e: &ureq::Error) -> ProviderError {
         describe_transport_error(e)
     };
     ProviderError::new(provider, kind, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENAI: ProviderName = ProviderName::OpenAi;
+
+    #[test]
+    fn a_completion_is_read_with_its_usage_and_model() {
+        let body = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-2024-08-06",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"42","refusal":null},
+            "logprobs":null,"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13,
+            "prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":"fp"}"#;
+        let c = parse_completion(OPENAI, body, "gpt-4o").expect("parsed");
+        assert_eq!(c.output, Value::String("42".into()));
+        assert_eq!(c.model, "gpt-4o-2024-08-06");
+        assert_eq!((c.prompt_tokens, c.completion_tokens), (12, 1));
+    }
+
+    #[test]
+    fn odd_field_types_fall_back_to_the_lenient_reading() {
+        // Token counts as strings and a numeric model: not what the typed reading expects.
+        let body = r#"{"model":7,"choices":[{"message":{"content":"hi"}}],
+            "usage":{"prompt_tokens":"12","completion_tokens":3}}"#;
+        let c = parse_completion(OPENAI, body, "asked-model").expect("parsed");
+        assert_eq!(c.output, Value::String("hi".into()));
+        assert_eq!(c.model, "asked-model");
+        assert_eq!((c.prompt_tokens, c.completion_tokens), (0, 3));
+        // No usage at all: zero tokens, the model asked for.
+        let c = parse_completion(OPENAI, r#"{"choices":[{"message":{"content":"x"}}]}"#, "m")
+            .expect("parsed");
+        assert_eq!((c.model.as_str(), c.prompt_tokens), ("m", 0));
+    }
+
+    #[test]
+    fn a_completion_without_content_is_a_bad_response() {
+        for body in [
+            r#"{"choices":[]}"#,
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#,
+            "not json",
+        ] {
+            let e = parse_completion(OPENAI, body, "m").expect_err(body);
+            assert_eq!(e.kind, ErrorKind::BadResponse, "{body}");
+        }
+    }
 }

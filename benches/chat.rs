@@ -1,5 +1,6 @@
 //! Chat benchmark: `POST /api/agents/:id/chat` through vel_tutor versus the same request
-//! sent straight to a fake upstream that answers at once, in one run.
+//! sent straight to a fake upstream that answers at once, in one run, plus a third path:
+//! a bare proxy on the same stack doing no work of its own (the floor for any proxy here).
 //! 1. Throughput: 32 keep-alive connections, closed loop, 3 alternating rounds per path.
 //! 2. Added latency: an open-loop 500 req/s for 10 s per path (latency counted from each
 //!    request's scheduled time, so a stall is not hidden), P50/P95/P99 of each and of the
@@ -8,7 +9,8 @@
 //! Run: `cargo bench --bench chat [SECONDS] [RATE]`. Nothing leaves 127.0.0.1.
 //! `BENCH_WORKERS=N` sets vel_tutor's HTTP workers (default 8, the dev profile's);
 //! `BENCH_SERVE=1` only starts both servers and prints their URLs and credentials (for
-//! `wrk`); `BENCH_SEQ=N` sends N sequential chats and exits (for `valgrind --tool=callgrind`).
+//! `wrk`); `BENCH_SEQ=N` sends N sequential chats and exits (for `valgrind --tool=callgrind`);
+//! `BENCH_PATH=direct|bare` sends those straight to the fake or through the bare proxy.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,9 +295,14 @@ fn main() {
     }
     if let Ok(n) = std::env::var("BENCH_SEQ") {
         let n: usize = n.parse().unwrap_or(1000);
+        let target = match std::env::var("BENCH_PATH").as_deref() {
+            Ok("direct") => &direct,
+            Ok("bare") => &bare,
+            _ => &via,
+        };
         let a2 = agent();
         for _ in 0..n {
-            assert!(send(&a2, &via).0);
+            assert!(send(&a2, target).0);
         }
         running.shutdown(Duration::from_secs(5));
         return;

@@ -158,6 +158,7 @@ impl Running {
         let left = self.http.shutdown(grace);
         self.app.stop.store(true, Ordering::SeqCst);
         self.app.records.close();
+        self.app.orchestrator.mcp_sessions.close_all();
         left
     }
 }

@@ -54,10 +54,7 @@ impl Orchestrator {
                 providers::openai::chat(&self.clients[&p], p, &key.base_url, key.key.expose(), &req)
             }
             Work::ListTools => {
-                let tools = self
-                    .mcp_session(app, p, key)?
-                    .list_tools()
-                    .map_err(|e| mcp_error(p, e))?;
+                let tools = self.with_mcp(app, p, key, |s| s.list_tools())?;
                 Ok(Completion {
                     output: json!(tools),
                     model: "tools/list".into(),
@@ -67,10 +64,7 @@ impl Orchestrator {
             }
             Work::Tool { arguments } => {
                 let tool = agent.tool.as_deref().unwrap_or("");
-                let result = self
-                    .mcp_session(app, p, key)?
-                    .call_tool(tool, arguments)
-                    .map_err(|e| mcp_error(p, e))?;
+                let result = self.with_mcp(app, p, key, |s| s.call_tool(tool, arguments))?;
                 if result.is_error {
                     return Err(ProviderError::new(
                         p,
@@ -88,13 +82,14 @@ impl Orchestrator {
         }
     }
 
-    /// An MCP session with the provider, which must be the one that speaks MCP.
-    fn mcp_session<'a>(
-        &'a self,
+    /// Runs `f` on a pooled MCP session with the provider, which must speak MCP.
+    fn with_mcp<T>(
+        &self,
         app: &App,
         p: ProviderName,
         key: &ResolvedKey,
-    ) -> Result<mcp::Session<'a>, ProviderError> {
+        f: impl FnOnce(&mut mcp::Session) -> Result<T, mcp::McpError>,
+    ) -> Result<T, ProviderError> {
         if p != ProviderName::TaskMaster {
             return Err(ProviderError::new(
                 p,
@@ -103,12 +98,15 @@ impl Orchestrator {
             ));
         }
         let cfg = &app.config.providers[p.as_str()];
-        Ok(mcp::Session::new(
-            &self.clients[&p],
-            &key.base_url,
-            &cfg.auth_header,
-            key.key.expose(),
-        ))
+        self.mcp_sessions
+            .with(
+                &self.clients[&p],
+                &key.base_url,
+                &cfg.auth_header,
+                key.key.expose(),
+                f,
+            )
+            .map_err(|e| mcp_error(p, e))
     }
 }
 

@@ -8,7 +8,9 @@ use crate::app::App;
 use crate::breaker::{Admission, Breaker, State};
 use crate::integrations;
 use crate::model::{Agent, AuditEvent, UsageEvent};
-use crate::providers::{self, Completion, ErrorKind, Message, ProviderError, ProviderName, local};
+use crate::providers::{
+    self, Completion, ErrorKind, Message, ProviderError, ProviderName, local, mcp,
+};
 use quota::{Prices, Quotas};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -82,6 +84,8 @@ impl Unserved {
 
 pub struct Orchestrator {
     clients: BTreeMap<ProviderName, ureq::Agent>,
+    /// MCP sessions reused across tool calls (Task Master).
+    pub mcp_sessions: mcp::SessionPool,
     breakers: BTreeMap<ProviderName, Breaker>,
     pub quotas: Quotas,
     pub prices: Prices,
@@ -126,6 +130,7 @@ impl Orchestrator {
         }
         Orchestrator {
             clients,
+            mcp_sessions: mcp::SessionPool::new(4, Duration::from_secs(300)),
             breakers,
             quotas: Quotas::new(budgets, config.quota_alert_threshold),
             prices: Prices::new(config.prices.clone()),

@@ -1,10 +1,16 @@
 //! An MCP client over the Streamable HTTP transport (SPEC §5): JSON-RPC over POST, plain
-//! JSON or SSE-framed replies, optional `Mcp-Session-Id`, one re-initialize on a lost session.
+//! JSON or SSE-framed replies, optional `Mcp-Session-Id`, one re-initialize on a lost
+//! session, and a pool that reuses sessions across calls and ends them with `DELETE`.
 
 use super::openai::describe_transport_error;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 const PROTOCOL_VERSION: &str = "2025-03-26";
 /// Largest reply read (a tool result can be big; a runaway stream is cut off here).
@@ -58,26 +64,55 @@ fn transport(e: &ureq::Error) -> McpError {
 }
 
 /// One client session with an MCP server.
-pub struct Session<'a> {
-    agent: &'a ureq::Agent,
+pub struct Session {
+    agent: ureq::Agent,
     url: String,
     auth_header: String,
-    key: String,
+    key: Zeroizing<String>,
     session_id: Option<String>,
     next_id: u64,
     initialized: bool,
 }
 
-impl<'a> Session<'a> {
-    pub fn new(agent: &'a ureq::Agent, url: &str, auth_header: &str, key: &str) -> Session<'a> {
+impl Session {
+    pub fn new(agent: &ureq::Agent, url: &str, auth_header: &str, key: &str) -> Session {
         Session {
-            agent,
+            agent: agent.clone(),
             url: url.to_string(),
             auth_header: auth_header.to_ascii_lowercase(),
-            key: key.to_string(),
+            key: Zeroizing::new(key.to_string()),
             session_id: None,
             next_id: 1,
             initialized: false,
+        }
+    }
+
+    /// The id the server gave this session, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// Ends the session on the server (`DELETE` with its id, as the transport asks of a
+    /// client done with a session; bridges otherwise keep each one for up to 30 minutes).
+    /// Best effort, waiting at most 2 s: a server that is gone forgets it anyway.
+    pub fn close(self) {
+        let Some(sid) = &self.session_id else { return };
+        let req = self
+            .agent
+            .delete(&self.url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .header("Mcp-Session-Id", sid);
+        let req = if self.auth_header == "authorization" {
+            req.header("Authorization", &format!("Bearer {}", self.key.as_str()))
+        } else if !self.auth_header.is_empty() {
+            req.header(&self.auth_header, self.key.as_str())
+        } else {
+            req
+        };
+        if let Err(e) = req.call() {
+            log::debug!("mcp: ending session failed: {}", transport(&e));
         }
     }
 
@@ -147,9 +182,9 @@ impl<'a> Session<'a> {
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         req = if self.auth_header == "authorization" {
-            req.header("Authorization", &format!("Bearer {}", self.key))
+            req.header("Authorization", &format!("Bearer {}", self.key.as_str()))
         } else if !self.auth_header.is_empty() {
-            req.header(&self.auth_header, &self.key)
+            req.header(&self.auth_header, self.key.as_str())
         } else {
             req
         };
@@ -224,6 +259,122 @@ impl<'a> Session<'a> {
             });
         }
         Ok(reply.get("result").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// One server and key's idle sessions, each with the end of its last call.
+type IdleSessions = Vec<(Session, Instant)>;
+
+/// Idle sessions kept for reuse, per server URL, key header and key (hashed): a call takes
+/// the most recent one or opens a new one, and gives it back while it is still good. This
+/// saves the `initialize` round trips on every call after the first, and bounds the
+/// sessions vel_tutor leaves on a server; the ones it does not keep are ended (`DELETE`).
+pub struct SessionPool {
+    idle: Mutex<HashMap<[u8; 32], IdleSessions>>,
+    max_idle: usize,
+    max_age: Duration,
+}
+
+impl SessionPool {
+    /// At most `max_idle` idle sessions per server and key, each reused for at most
+    /// `max_age` after its last call (well under the 30 minutes bridges keep them).
+    pub fn new(max_idle: usize, max_age: Duration) -> SessionPool {
+        SessionPool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle,
+            max_age,
+        }
+    }
+
+    fn slot(url: &str, auth_header: &str, key: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [url, auth_header, key] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// Runs `f` on a session for this server and key. A session comes back to the pool
+    /// after a success or a JSON-RPC error (it still works); after a bad reply it is
+    /// ended, after a transport, timeout or auth failure dropped. A server that gives no
+    /// session id gets a fresh `initialize` per call, as nothing ties its calls together.
+    pub fn with<T>(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        auth_header: &str,
+        key: &str,
+        f: impl FnOnce(&mut Session) -> Result<T, McpError>,
+    ) -> Result<T, McpError> {
+        let slot = Self::slot(url, &auth_header.to_ascii_lowercase(), key);
+        let (reused, stale) = self.take(&slot);
+        for s in stale {
+            s.close();
+        }
+        let mut session = reused.unwrap_or_else(|| Session::new(agent, url, auth_header, key));
+        let result = f(&mut session);
+        match &result {
+            Ok(_) | Err(McpError::Rpc { .. }) if session.id().is_some() => {
+                self.give_back(slot, session)
+            }
+            // The server answered, but not as it should: end the session there.
+            Err(McpError::Protocol(_)) => session.close(),
+            // Unreachable, too slow or refusing the key: nothing to tell it.
+            _ => {}
+        }
+        result
+    }
+
+    /// The newest idle session of `slot`, and the ones too old to use (to be closed).
+    fn take(&self, slot: &[u8; 32]) -> (Option<Session>, Vec<Session>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(list) = idle.get_mut(slot) else {
+            return (None, Vec::new());
+        };
+        let now = Instant::now();
+        let (fresh, stale): (Vec<_>, Vec<_>) = list
+            .drain(..)
+            .partition(|(_, since)| now.duration_since(*since) < self.max_age);
+        *list = fresh;
+        let reused = list.pop().map(|(s, _)| s);
+        if list.is_empty() {
+            idle.remove(slot);
+        }
+        (reused, stale.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn give_back(&self, slot: [u8; 32], session: Session) {
+        let overflow = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let list = idle.entry(slot).or_default();
+            list.push((session, Instant::now()));
+            if list.len() > self.max_idle {
+                Some(list.remove(0).0)
+            } else {
+                None
+            }
+        };
+        if let Some(oldest) = overflow {
+            oldest.close();
+        }
+    }
+
+    /// Idle sessions now held, over all servers and keys.
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.values().map(Vec::len).sum()
+    }
+
+    /// Ends every idle session (at shutdown).
+    pub fn close_all(&self) {
+        let all: Vec<Session> = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.drain().flat_map(|(_, l)| l).map(|(s, _)| s).collect()
+        };
+        for s in all {
+            s.close();
+        }
     }
 }
 

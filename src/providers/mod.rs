@@ -262,15 +262,16 @@ pub fn check_key(
     if provider.is_openai_compatible() {
         openai::check_key(&agent, provider, base_url, key)
     } else if provider == ProviderName::TaskMaster {
-        mcp::Session::new(&agent, base_url, &cfg.auth_header, key)
-            .initialize()
-            .map(|_| ())
-            .map_err(|e| match e {
-                mcp::McpError::Unauthorized(m) => {
-                    CheckError::Rejected(format!("task_master rejected the key: {m}"))
-                }
-                other => CheckError::Unreachable(format!("task_master: {other}")),
-            })
+        let mut session = mcp::Session::new(&agent, base_url, &cfg.auth_header, key);
+        let checked = session.initialize();
+        // The check's session is not used again: end it rather than leave it on the server.
+        session.close();
+        checked.map(|_| ()).map_err(|e| match e {
+            mcp::McpError::Unauthorized(m) => {
+                CheckError::Rejected(format!("task_master rejected the key: {m}"))
+            }
+            other => CheckError::Unreachable(format!("task_master: {other}")),
+        })
     } else {
         Ok(())
     }

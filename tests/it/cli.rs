@@ -77,11 +77,13 @@ fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
     assert!(!err.contains("WARNING: generated"), "{err}");
 }
 
-/// A `vel_tutor serve` child, the first line it printed and the URL in it.
+/// A `vel_tutor serve` child, the first line it printed and the URL in it. Its stderr is
+/// read as it comes (a pipe left unread fills at 64 KiB and then blocks the server).
 pub struct Served {
     pub child: std::process::Child,
     pub line: String,
     pub url: String,
+    stderr: std::thread::JoinHandle<String>,
 }
 
 /// Starts `vel_tutor serve ARGS` in `dir` with `env` and waits for its URL line.
@@ -105,7 +107,18 @@ pub fn serve(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Serv
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
-    Served { child, line, url }
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut err);
+        String::from_utf8_lossy(&err).into_owned()
+    });
+    Served {
+        child,
+        line,
+        url,
+        stderr,
+    }
 }
 
 impl Served {
@@ -116,9 +129,7 @@ impl Served {
             wait_timeout(&mut self.child, Duration::from_secs(10)),
             Some(0)
         );
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
-        err
+        self.stderr.join().unwrap()
     }
 }
 

@@ -260,6 +260,18 @@ fn mcp_route(state: &State, req: &Seen) -> (u16, Vec<(String, String)>, String) 
     if !state.key_ok(req.header("x-api-key")) {
         return (401, vec![], json!({"error": "unauthorized"}).to_string());
     }
+    if req.method == "DELETE" {
+        // Ends a session, as the transport specifies.
+        let sid = req.header("mcp-session-id").unwrap_or("");
+        let mut live = state.sessions.lock().unwrap();
+        let before = live.len();
+        live.retain(|s| s != sid);
+        return (
+            if live.len() < before { 200 } else { 404 },
+            vec![],
+            String::new(),
+        );
+    }
     if !req
         .header("accept")
         .is_some_and(|a| a.contains("application/json") && a.contains("text/event-stream"))

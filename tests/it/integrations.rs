@@ -321,6 +321,9 @@ fn task_master_keys_are_checked_with_mcp_initialize() {
         methods[0].contains("\"initialize\"") && methods[1].contains("notifications/initialized"),
         "{methods:?}"
     );
+    // The check's session is ended, not left on the server.
+    assert!(fake.state.seen().iter().any(|q| q.method == "DELETE"));
+    assert!(fake.state.sessions.lock().unwrap().is_empty());
     assert_eq!(
         integrations::resolve(s.app(), &uid, ProviderName::TaskMaster)
             .unwrap()
@@ -525,7 +528,13 @@ fn vault_rotate_reseals_everything_and_the_old_key_is_then_unneeded() {
     assert!(out.contains("re-sealed 3 key(s)"), "{out}");
     let health = crate::harness::send(&a, "GET", &format!("{url}/api/health"), &[], None);
     assert_eq!(health.status, 200);
-    child.stop(15);
+    // Trace logging covers the key checks (the MCP one ends its session with a DELETE):
+    // no key reaches the logs.
+    let logs = child.stop(15);
+    assert!(logs.contains("integration"), "logs were captured");
+    for secret in [GOOD, "tm-secret-key"] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
     // Running it again finds nothing to do.
     let o = rotate(&[("VAULT_KEY", &new), ("VAULT_KEYS_PREVIOUS", &old)]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("re-sealed 0 key(s)"));

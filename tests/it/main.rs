@@ -7,6 +7,7 @@ mod fakes;
 mod harness;
 mod http;
 mod integrations;
+mod mcp;
 mod orchestrator;
 mod perimeter;
 mod storage;

@@ -8,6 +8,7 @@ mod harness;
 mod http;
 mod integrations;
 mod mcp;
+mod mcp_everything;
 mod orchestrator;
 mod perimeter;
 mod storage;

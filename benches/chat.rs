@@ -124,8 +124,9 @@ fn send(a: &ureq::Agent, t: &Target) -> (bool, Option<f64>) {
     }
 }
 
-/// Closed loop: `conns` threads each with their own connection, for `secs`.
-fn throughput(t: &Arc<Target>, conns: usize, secs: u64) -> (f64, u64) {
+/// Closed loop: `conns` threads each with their own connection, for `secs`. Returns
+/// req/s, errors, and every `x-vel-overhead-ms` seen (µs).
+fn throughput(t: &Arc<Target>, conns: usize, secs: u64) -> (f64, u64, Vec<f64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let handles: Vec<_> = (0..conns)
@@ -135,25 +136,33 @@ fn throughput(t: &Arc<Target>, conns: usize, secs: u64) -> (f64, u64) {
                 .name("gen".into())
                 .spawn(move || {
                     let a = agent();
+                    let mut own = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        if send(&a, &t).0 {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            bad.fetch_add(1, Ordering::Relaxed);
+                        match send(&a, &t) {
+                            (true, overhead) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                own.extend(overhead.map(|ms| ms * 1000.0));
+                            }
+                            (false, _) => {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
+                    own
                 })
         })
         .collect();
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
+    let mut own = Vec::new();
     for h in handles {
-        let _ = h.expect("thread").join();
+        own.extend(h.expect("thread").join().unwrap_or_default());
     }
     (
         ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
         bad.load(Ordering::Relaxed),
+        own,
     )
 }
 
@@ -316,10 +325,12 @@ fn main() {
     throughput(&via, 32, 2);
     throughput(&bare, 32, 2);
     let (mut d_all, mut v_all, mut b_all, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut own_loaded = Vec::new();
     for _ in 0..3 {
-        let (d, db) = throughput(&direct, 32, secs / 2 + 1);
-        let (v, vb) = throughput(&via, 32, secs / 2 + 1);
-        let (b, bb) = throughput(&bare, 32, secs / 2 + 1);
+        let (d, db, _) = throughput(&direct, 32, secs / 2 + 1);
+        let (v, vb, own) = throughput(&via, 32, secs / 2 + 1);
+        let (b, bb, _) = throughput(&bare, 32, secs / 2 + 1);
+        own_loaded.extend(own);
         d_all.push(d);
         v_all.push(v);
         b_all.push(b);
@@ -335,6 +346,13 @@ fn main() {
         "throughput, 32 connections, median of 3 rounds: direct {d_rps:.0} req/s; via vel_tutor {v_rps:.0} req/s; ratio {:.2}; bare proxy {b_rps:.0} req/s, ratio {:.2}; {errors} errors",
         v_rps / d_rps,
         b_rps / d_rps
+    );
+    println!(
+        "x-vel-overhead-ms under that load (32 connections, all rounds, {} chats): P50 {:.0} µs, P95 {:.0} µs, P99 {:.0} µs",
+        own_loaded.len(),
+        pct(&mut own_loaded, 0.50),
+        pct(&mut own_loaded, 0.95),
+        pct(&mut own_loaded, 0.99)
     );
 
     let (mut dl, _, db) = fixed_rate(&direct, rate, secs);

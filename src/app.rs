@@ -158,7 +158,11 @@ impl Running {
         let left = self.http.shutdown(grace);
         self.app.stop.store(true, Ordering::SeqCst);
         self.app.records.close();
-        self.app.orchestrator.mcp_sessions.close_all();
+        // Ending idle MCP sessions is a courtesy to the servers: 2 s at most in all.
+        self.app
+            .orchestrator
+            .mcp_sessions
+            .close_all(Duration::from_secs(2));
         left
     }
 }

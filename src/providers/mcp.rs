@@ -96,12 +96,16 @@ impl Session {
     /// client done with a session; bridges otherwise keep each one for up to 30 minutes).
     /// Best effort, waiting at most 2 s: a server that is gone forgets it anyway.
     pub fn close(self) {
+        self.close_within(Duration::from_secs(2));
+    }
+
+    fn close_within(self, wait: Duration) {
         let Some(sid) = &self.session_id else { return };
         let req = self
             .agent
             .delete(&self.url)
             .config()
-            .timeout_global(Some(Duration::from_secs(2)))
+            .timeout_global(Some(wait))
             .build()
             .header("Mcp-Session-Id", sid);
         let req = if self.auth_header == "authorization" {
@@ -309,9 +313,7 @@ impl SessionPool {
     ) -> Result<T, McpError> {
         let slot = Self::slot(url, &auth_header.to_ascii_lowercase(), key);
         let (reused, stale) = self.take(&slot);
-        for s in stale {
-            s.close();
-        }
+        close_in_background(stale);
         let mut session = reused.unwrap_or_else(|| Session::new(agent, url, auth_header, key));
         let result = f(&mut session);
         match &result {
@@ -319,7 +321,7 @@ impl SessionPool {
                 self.give_back(slot, session)
             }
             // The server answered, but not as it should: end the session there.
-            Err(McpError::Protocol(_)) => session.close(),
+            Err(McpError::Protocol(_)) => close_in_background(vec![session]),
             // Unreachable, too slow or refusing the key: nothing to tell it.
             _ => {}
         }
@@ -355,9 +357,7 @@ impl SessionPool {
                 None
             }
         };
-        if let Some(oldest) = overflow {
-            oldest.close();
-        }
+        close_in_background(overflow.into_iter().collect());
     }
 
     /// Idle sessions now held, over all servers and keys.
@@ -366,15 +366,35 @@ impl SessionPool {
         idle.values().map(Vec::len).sum()
     }
 
-    /// Ends every idle session (at shutdown).
-    pub fn close_all(&self) {
+    /// Ends every idle session (at shutdown), giving up after `within` in all: the
+    /// sessions not ended by then are left for their servers to reap.
+    pub fn close_all(&self, within: Duration) {
         let all: Vec<Session> = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             idle.drain().flat_map(|(_, l)| l).map(|(s, _)| s).collect()
         };
+        let deadline = Instant::now() + within;
         for s in all {
-            s.close();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s.close_within(left.min(Duration::from_secs(2)));
         }
+    }
+}
+
+/// Ends `sessions` on a thread of their own, so that no request waits for a `DELETE`
+/// (a hung server would hold it for the whole close timeout).
+fn close_in_background(sessions: Vec<Session>) {
+    if sessions.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("mcp-close".into())
+        .spawn(move || sessions.into_iter().for_each(Session::close));
+    if let Err(e) = spawned {
+        log::warn!("mcp: could not start a thread to end idle sessions: {e}");
     }
 }
 

@@ -291,10 +291,11 @@ fn described_metrics() -> crate::metrics::Metrics {
     m
 }
 
-/// Purges revoked token ids once their tokens have expired anyway: at start, then every
-/// minute until shutdown.
+/// Purges revoked token ids once their tokens have expired anyway, and ends MCP sessions
+/// idle too long: at start, then every minute until shutdown.
 fn start_sweeper(app: &Arc<App>) {
     let (storage, stop) = (app.storage.clone(), app.stop.clone());
+    let app = app.clone();
     let spawned = std::thread::Builder::new()
         .name("sweeper".into())
         .spawn(move || {
@@ -305,6 +306,10 @@ fn start_sweeper(app: &Arc<App>) {
                         Ok(0) => {}
                         Ok(n) => log::debug!("sweeper: purged {n} expired revocations"),
                         Err(e) => log::warn!("sweeper: {e}"),
+                    }
+                    let ended = app.orchestrator.mcp_sessions.sweep();
+                    if ended > 0 {
+                        log::debug!("sweeper: ended {ended} idle MCP sessions");
                     }
                     next = Instant::now() + Duration::from_secs(60);
                 }

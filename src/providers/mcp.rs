@@ -360,6 +360,29 @@ impl SessionPool {
         close_in_background(overflow.into_iter().collect());
     }
 
+    /// Ends the sessions idle longer than `max_age`, whichever server and key they are
+    /// for (a key deleted or replaced is never asked for again, so without this its
+    /// sessions, and the key in them, would stay until shutdown). Returns how many.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let stale: Vec<Session> = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stale = Vec::new();
+            for list in idle.values_mut() {
+                let (fresh, old): (Vec<_>, Vec<_>) = list
+                    .drain(..)
+                    .partition(|(_, since)| now.duration_since(*since) < self.max_age);
+                *list = fresh;
+                stale.extend(old.into_iter().map(|(s, _)| s));
+            }
+            idle.retain(|_, list| !list.is_empty());
+            stale
+        };
+        let n = stale.len();
+        stale.into_iter().for_each(Session::close);
+        n
+    }
+
     /// Idle sessions now held, over all servers and keys.
     pub fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);

@@ -234,6 +234,11 @@ fn mcp_sessions_idle_too_long_are_ended_not_reused_and_stateless_servers_are_not
     call().unwrap();
     assert_eq!(initializes(&tm), 2, "the idle session was too old to reuse");
     assert!(eventually(|| deletes(&tm) == first), "and it was ended");
+    // The sweep ends old sessions of keys nobody asks for any more.
+    let second = tm.state.sessions.lock().unwrap().clone();
+    assert_eq!((pool.idle_count(), pool.sweep()), (1, 1));
+    assert_eq!(pool.idle_count(), 0);
+    assert_eq!(deletes(&tm), [first, second].concat());
     tm.state
         .stateless
         .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -78,12 +78,22 @@ fn serve_with_nothing_starts_in_dev_and_persists_secrets() {
 }
 
 /// A `vel_tutor serve` child, the first line it printed and the URL in it. Its stderr is
-/// read as it comes (a pipe left unread fills at 64 KiB and then blocks the server).
+/// read as it comes (a pipe left unread fills at 64 KiB and then blocks the server); a
+/// test that fails before `stop` does not leave it running (`Drop` kills it).
 pub struct Served {
     pub child: std::process::Child,
     pub line: String,
     pub url: String,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Starts `vel_tutor serve ARGS` in `dir` with `env` and waits for its URL line.
@@ -117,7 +127,7 @@ pub fn serve(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Serv
         child,
         line,
         url,
-        stderr,
+        stderr: Some(stderr),
     }
 }
 
@@ -129,7 +139,7 @@ impl Served {
             wait_timeout(&mut self.child, Duration::from_secs(10)),
             Some(0)
         );
-        self.stderr.join().unwrap()
+        self.stderr.take().unwrap().join().unwrap()
     }
 }
 

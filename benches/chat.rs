@@ -18,34 +18,46 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "sk-bench-operator-key-000001";
 
-/// The fake upstream: answers every chat completion at once with a fixed body.
-fn fake_upstream() -> String {
+/// A tiny_http server on 127.0.0.1 with `threads` threads pulling requests, answering
+/// each with `answer(request body)` as JSON. Returns its port.
+fn json_server(
+    threads: usize,
+    name: &str,
+    answer: impl Fn(Vec<u8>) -> Vec<u8> + Clone + Send + 'static,
+) -> u16 {
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
     let port = server.server_addr().to_ip().expect("ip").port();
-    let body = serde_json::json!({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
-    })
-    .to_string();
-    for _ in 0..4 {
-        let (server, body) = (server.clone(), body.clone());
+    for _ in 0..threads {
+        let (server, answer) = (server.clone(), answer.clone());
         let _ = std::thread::Builder::new()
-            .name("fake".into())
+            .name(name.into())
             .spawn(move || {
                 for mut rq in server.incoming_requests() {
-                    let mut sink = Vec::new();
-                    let _ = std::io::Read::read_to_end(rq.as_reader(), &mut sink);
+                    let mut body = Vec::new();
+                    let _ = std::io::Read::read_to_end(rq.as_reader(), &mut body);
                     let ct = tiny_http::Header::from_bytes(
                         &b"Content-Type"[..],
                         &b"application/json"[..],
                     )
                     .expect("header");
                     let _ =
-                        rq.respond(tiny_http::Response::from_string(body.clone()).with_header(ct));
+                        rq.respond(tiny_http::Response::from_data(answer(body)).with_header(ct));
                 }
             });
     }
+    port
+}
+
+/// The fake upstream: answers every chat completion at once with a fixed body.
+fn fake_upstream() -> String {
+    let body = serde_json::json!({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+    })
+    .to_string()
+    .into_bytes();
+    let port = json_server(4, "fake", move |_| body.clone());
     format!("http://127.0.0.1:{port}/v1")
 }
 
@@ -53,35 +65,18 @@ fn fake_upstream() -> String {
 /// vel_tutor's, forwarding each body to the upstream with ureq and returning the answer,
 /// with no authentication, database, routing or accounting.
 fn bare_proxy(upstream: &str, workers: usize) -> String {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-    let port = server.server_addr().to_ip().expect("ip").port();
     let client = agent();
     let url = format!("{upstream}/chat/completions");
-    for _ in 0..workers {
-        let (server, client, url) = (server.clone(), client.clone(), url.clone());
-        let _ = std::thread::Builder::new()
-            .name("bare".into())
-            .spawn(move || {
-                for mut rq in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = std::io::Read::read_to_end(rq.as_reader(), &mut body);
-                    let answer = client
-                        .post(&url)
-                        .header("Authorization", &format!("Bearer {KEY}"))
-                        .header("Content-Type", "application/json")
-                        .send(&body[..])
-                        .ok()
-                        .and_then(|mut r| r.body_mut().read_to_vec().ok())
-                        .unwrap_or_default();
-                    let ct = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/json"[..],
-                    )
-                    .expect("header");
-                    let _ = rq.respond(tiny_http::Response::from_data(answer).with_header(ct));
-                }
-            });
-    }
+    let port = json_server(workers, "bare", move |body| {
+        client
+            .post(&url)
+            .header("Authorization", &format!("Bearer {KEY}"))
+            .header("Content-Type", "application/json")
+            .send(&body[..])
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_vec().ok())
+            .unwrap_or_default()
+    });
     format!("http://127.0.0.1:{port}/v1/chat/completions")
 }
 

@@ -127,6 +127,12 @@ impl Metrics {
     /// The Prometheus text exposition of everything recorded.
     pub fn render(&self) -> String {
         let help = self.help.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let header = |out: &mut String, name: &str, kind: &str| {
+            if let Some(h) = help.get(name) {
+                let _ = writeln!(out, "# HELP {name} {h}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        };
         let mut out = String::new();
         let mut last = "";
         for ((name, l), v) in self
@@ -136,10 +142,7 @@ impl Metrics {
             .iter()
         {
             if *name != last {
-                if let Some(h) = help.get(name) {
-                    let _ = writeln!(out, "# HELP {name} {h}");
-                }
-                let _ = writeln!(out, "# TYPE {name} counter");
+                header(&mut out, name, "counter");
                 last = name;
             }
             let _ = writeln!(out, "{name}{{{l}}} {}", v.get());
@@ -152,10 +155,7 @@ impl Metrics {
             .iter()
         {
             if *name != last {
-                if let Some(text) = help.get(name) {
-                    let _ = writeln!(out, "# HELP {name} {text}");
-                }
-                let _ = writeln!(out, "# TYPE {name} histogram");
+                header(&mut out, name, "histogram");
                 last = name;
             }
             let sep = if l.is_empty() { "" } else { "," };

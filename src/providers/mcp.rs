@@ -334,16 +334,21 @@ impl SessionPool {
         let Some(list) = idle.get_mut(slot) else {
             return (None, Vec::new());
         };
-        let now = Instant::now();
-        let (fresh, stale): (Vec<_>, Vec<_>) = list
-            .drain(..)
-            .partition(|(_, since)| now.duration_since(*since) < self.max_age);
-        *list = fresh;
+        let stale = self.remove_stale(list, Instant::now());
         let reused = list.pop().map(|(s, _)| s);
         if list.is_empty() {
             idle.remove(slot);
         }
-        (reused, stale.into_iter().map(|(s, _)| s).collect())
+        (reused, stale)
+    }
+
+    /// Takes the sessions idle longer than `max_age` out of `list`.
+    fn remove_stale(&self, list: &mut IdleSessions, now: Instant) -> Vec<Session> {
+        let (fresh, stale): (Vec<_>, Vec<_>) = list
+            .drain(..)
+            .partition(|(_, since)| now.duration_since(*since) < self.max_age);
+        *list = fresh;
+        stale.into_iter().map(|(s, _)| s).collect()
     }
 
     fn give_back(&self, slot: [u8; 32], session: Session) {
@@ -369,11 +374,7 @@ impl SessionPool {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let mut stale = Vec::new();
             for list in idle.values_mut() {
-                let (fresh, old): (Vec<_>, Vec<_>) = list
-                    .drain(..)
-                    .partition(|(_, since)| now.duration_since(*since) < self.max_age);
-                *list = fresh;
-                stale.extend(old.into_iter().map(|(s, _)| s));
+                stale.extend(self.remove_stale(list, now));
             }
             idle.retain(|_, list| !list.is_empty());
             stale

@@ -39,6 +39,14 @@ impl TestResp {
             .unwrap_or("")
             .to_string()
     }
+
+    /// The envelope's `error.message` ("" when there is none).
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
 }
 
 /// Test-profile inputs rooted in `dir`, with `env` and `--set` overrides.
@@ -249,4 +257,24 @@ pub fn raw(url: &str, bytes: &[u8], quiet: Duration) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The URL of a real peer server (../shared/PEERS.md) from `env_var`, else `default`,
+/// when something listens there. Outside CI a missing peer is reported and `None`
+/// returned (the test passes); in CI, where `.ci/run` starts every peer, it fails.
+pub fn peer_url(env_var: &str, default: &str, what: &str) -> Option<String> {
+    let url = std::env::var(env_var).unwrap_or_else(|_| default.to_string());
+    let addr = url.trim_start_matches("http://").split('/').next();
+    let up = addr.and_then(|a| a.parse().ok()).is_some_and(|a| {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
+    });
+    if up {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must run the {what} tests: nothing at {url} (see .ci/run)"
+    );
+    eprintln!("{what} tests: nothing at {url}; start it as ../shared/PEERS.md shows");
+    None
 }

@@ -69,14 +69,7 @@ fn format_provider_and_reachability_failures_store_nothing() {
         "{}",
         r.body
     );
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid_api_key"),
-        "{}",
-        r.body
-    );
+    assert!(r.error_message().contains("invalid_api_key"), "{}", r.body);
     assert!(
         !r.body.contains("sk-tes"),
         "the provider's echo of the key is not passed on: {}",

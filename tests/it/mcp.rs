@@ -51,10 +51,7 @@ fn tool_agents_call_mcp_tools_with_merged_arguments() {
     );
     assert_eq!(r.status, 502, "{}", r.body);
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Error: the tool failed"),
+        r.error_message().contains("Error: the tool failed"),
         "{}",
         r.body
     );
@@ -68,9 +65,7 @@ fn tool_agents_call_mcp_tools_with_merged_arguments() {
     );
     assert_eq!(r.status, 502);
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
+        r.error_message()
             .contains("JSON-RPC error -32602: Unknown tool: nope"),
         "{}",
         r.body

@@ -3,27 +3,17 @@
 //! starts it and `.ci/run` installs it. Outside CI the tests say so and pass when the server
 //! is not running; in CI a missing server fails.
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, peer_url};
 use crate::orchestrator::agent;
 use serde_json::json;
 use vel_tutor::providers::mcp::Session;
 
 fn peer() -> Option<String> {
-    let url = std::env::var("VEL_TUTOR_MCP_EVERYTHING_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:18092/mcp".into());
-    let addr = url.trim_start_matches("http://").split('/').next();
-    let up = addr.and_then(|a| a.parse().ok()).is_some_and(|a| {
-        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
-    });
-    if up {
-        return Some(url);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI must run the MCP reference server tests: nothing at {url} (see .ci/run)"
-    );
-    eprintln!("mcp_everything peer tests: nothing at {url}; start it as ../shared/PEERS.md shows");
-    None
+    peer_url(
+        "VEL_TUTOR_MCP_EVERYTHING_URL",
+        "http://127.0.0.1:18092/mcp",
+        "MCP reference server",
+    )
 }
 
 #[test]

@@ -250,12 +250,7 @@ fn retry_rules() {
         r.json()["error"]["providers"][0]["reason"],
         "invalid api key (401)"
     );
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("openai: invalid api key")
-    );
+    assert!(r.error_message().contains("openai: invalid api key"));
 }
 
 #[test]
@@ -514,12 +509,7 @@ fn unavailable_lists_each_provider_and_why() {
         json!({"provider": "groq", "reason": "not configured", "called": false})
     );
     assert!(r.header("retry-after").is_some());
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("groq: not configured")
-    );
+    assert!(r.error_message().contains("groq: not configured"));
 }
 
 #[test]
@@ -674,14 +664,7 @@ fn agent_test_uses_the_key_that_would_be_used_now() {
         "{}",
         r.body
     );
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid api key"),
-        "{}",
-        r.body
-    );
+    assert!(r.error_message().contains("invalid api key"), "{}", r.body);
     assert_eq!(chats_seen(&openai) - before, 1);
 }
 

@@ -2,33 +2,19 @@
 //! HTTP bridge, as ../shared/PEERS.md starts it and `.ci/run` installs it. Outside CI the
 //! tests say so and pass when the bridge is not running; in CI a missing bridge fails.
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, peer_url};
 use serde_json::json;
 
 fn peer() -> Option<(String, String, String)> {
-    let url = std::env::var("VEL_TUTOR_TASK_MASTER_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:18090/mcp".into());
+    let url = peer_url(
+        "VEL_TUTOR_TASK_MASTER_URL",
+        "http://127.0.0.1:18090/mcp",
+        "Task Master peer",
+    )?;
     let key = std::env::var("VEL_TUTOR_TASK_MASTER_KEY").unwrap_or_else(|_| "tm-secret".into());
     let root =
         std::env::var("VEL_TUTOR_TASK_MASTER_PROJECT").unwrap_or_else(|_| "/tmp/tm/project".into());
-    let addr = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let up = addr.parse().ok().is_some_and(|a| {
-        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
-    });
-    if up {
-        return Some((url, key, root));
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI must run the Task Master peer tests: no bridge at {url} (see .ci/run)"
-    );
-    eprintln!("task_master peer tests: no bridge at {url}; start it as ../shared/PEERS.md shows");
-    None
+    Some((url, key, root))
 }
 
 #[test]
@@ -118,12 +104,5 @@ fn real_task_master_through_the_integration_and_a_tool_agent() {
         Some(&json!({"arguments": {"id": id}})),
     );
     assert_eq!(r.status, 502, "{}", r.body);
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Error"),
-        "{}",
-        r.body
-    );
+    assert!(r.error_message().contains("Error"), "{}", r.body);
 }

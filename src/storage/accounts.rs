@@ -19,7 +19,13 @@ pub struct TokenOwner {
     pub user: User,
 }
 
-const USER_COLS: &str = "id, email, name, role, created_at";
+/// The columns `user_row` reads, in its order (a macro, so every query is one literal
+/// built at compile time: `user_for_jwt` runs on every authenticated request).
+macro_rules! user_cols {
+    () => {
+        "id, email, name, role, created_at"
+    };
+}
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -76,7 +82,11 @@ impl Storage {
     pub fn user_by_email(&self, email: &str) -> Result<Option<UserWithHash>> {
         self.read(|c| {
             Ok(c.query_row(
-                &format!("SELECT {USER_COLS}, password_hash FROM users WHERE email = ?1"),
+                concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    ", password_hash FROM users WHERE email = ?1"
+                ),
                 [email],
                 |r| {
                     Ok(UserWithHash {
@@ -93,8 +103,10 @@ impl Storage {
     /// whole check (this runs on every authenticated request).
     pub fn user_for_jwt(&self, user_id: &str, jti: &str) -> Result<Option<User>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {USER_COLS} FROM users
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users
                  WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2)"
             ))?
             .query_row([user_id, jti], user_row)
@@ -105,8 +117,10 @@ impl Storage {
     /// Users in creation order, `limit` at a time after the `after` id cursor.
     pub fn list_users(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {USER_COLS} FROM users
+            let mut st = c.prepare(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users
                  WHERE (?1 IS NULL OR (created_at, id) > (SELECT created_at, id FROM users WHERE id = ?1))
                  ORDER BY created_at, id LIMIT ?2"
             ))?;
@@ -120,7 +134,7 @@ impl Storage {
         self.write(|tx| {
             let user = tx
                 .query_row(
-                    &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+                    concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?1"),
                     [id],
                     user_row,
                 )

@@ -29,8 +29,14 @@ fn insert_usage(tx: &rusqlite::Transaction<'_>, e: &UsageEvent) -> Result<()> {
     Ok(())
 }
 
-const AGENT_COLS: &str = "id, user_id, name, kind, provider, model, system_prompt, temperature, max_tokens, \
-                          fallback, tool, arguments, created_at, updated_at";
+/// The columns `agent_row` reads, in its order (a macro, so every query is one literal
+/// built at compile time: `agent` runs on every chat).
+macro_rules! agent_cols {
+    () => {
+        "id, user_id, name, kind, provider, model, system_prompt, temperature, max_tokens, \
+         fallback, tool, arguments, created_at, updated_at"
+    };
+}
 
 fn agent_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     let args: Option<String> = r.get(11)?;
@@ -64,11 +70,26 @@ impl Storage {
         };
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO agents ({AGENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                concat!(
+                    "INSERT INTO agents (",
+                    agent_cols!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
                 params![
-                    agent.id, agent.user_id, agent.name, agent.kind, agent.provider, agent.model, agent.system_prompt,
-                    agent.temperature, agent.max_tokens, agent.fallback, agent.tool,
-                    agent.arguments.as_ref().map(|v| v.to_string()), agent.created_at, agent.updated_at
+                    agent.id,
+                    agent.user_id,
+                    agent.name,
+                    agent.kind,
+                    agent.provider,
+                    agent.model,
+                    agent.system_prompt,
+                    agent.temperature,
+                    agent.max_tokens,
+                    agent.fallback,
+                    agent.tool,
+                    agent.arguments.as_ref().map(|v| v.to_string()),
+                    agent.created_at,
+                    agent.updated_at
                 ],
             )?;
             Ok(agent.clone())
@@ -78,8 +99,10 @@ impl Storage {
     /// The agent, if it exists and `owner` (None = any, for admins) owns it.
     pub fn agent(&self, id: &str, owner: Option<&str>) -> Result<Option<Agent>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {AGENT_COLS} FROM agents WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
             ))?
             .query_row(params![id, owner], agent_row)
             .optional()?)
@@ -89,8 +112,10 @@ impl Storage {
     /// Agents of `owner` (None = everyone's), newest first.
     pub fn list_agents(&self, owner: Option<&str>, limit: u32) -> Result<Vec<Agent>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {AGENT_COLS} FROM agents WHERE (?1 IS NULL OR user_id = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
+            let mut st = c.prepare_cached(concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE (?1 IS NULL OR user_id = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
             ))?;
             let rows = st.query_map(params![owner, limit], agent_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
